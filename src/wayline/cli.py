@@ -1,0 +1,127 @@
+"""The `wayline` command."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from wayline.config import Settings
+
+app = typer.Typer(no_args_is_help=True, help="Wayline: platform, journeys and messaging in one.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+sandboxes_app = typer.Typer(no_args_is_help=True, help="Sandboxes.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(sandboxes_app, name="sandboxes")
+console = Console()
+err = Console(stderr=True)
+
+
+def _runtime(roles: tuple[str, ...] | None = None):
+    from wayline.runtime import ROLES, Runtime, configure_logging
+
+    settings = Settings()
+    configure_logging(settings)
+    return Runtime(settings, roles=roles or ROLES)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database to the latest schema."""
+    rt = _runtime(())
+    rt.migrate()
+    console.print(f"[green]migrated[/] {rt.store.url.split('@')[-1]}")
+    rt.close()
+
+
+def _serve(roles: tuple[str, ...], host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    from wayline.runtime import build_app
+
+    rt = _runtime(roles)
+    rt.migrate()
+    key = rt.bootstrap()
+    if key:
+        console.print(f"[bold]First start.[/] Sandbox [cyan]{rt.settings.default_sandbox}[/] created. "
+                      "Admin API key (shown once, keep it):")
+        console.print(key, highlight=False, soft_wrap=True)
+    app_ = build_app(rt)
+    h, p = host or rt.settings.host, port or rt.settings.port
+    console.print(f"Wayline listening on http://{h}:{p}  (OpenAPI at /docs)")
+    uvicorn.run(app_, host=h, port=p, log_level="warning", access_log=False)
+    rt.close()
+
+
+@app.command()
+def run(host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
+    """The embedded default: migrate, create the first sandbox and key if needed, serve every role."""
+    _serve(("platform", "journeys", "messaging"), host, port)
+
+
+@app.command()
+def serve(role: list[str] = typer.Option(["platform", "journeys", "messaging"], help="roles to serve"),
+          host: str = typer.Option(None), port: int = typer.Option(None)) -> None:
+    """Serve the API for some roles (platform, journeys, messaging)."""
+    _serve(tuple(role), host, port)
+
+
+@keys_app.command("create")
+def keys_create(sandbox: str = typer.Option(..., help="sandbox name"),
+                role: str = typer.Option(..., help="admin, ingest or read"),
+                name: str = typer.Option("", help="a label for the key")) -> None:
+    """Create an API key and print it (the key is shown only once)."""
+    from wayline.kernel import tenancy
+    from wayline.kernel.problems import Problem
+
+    rt = _runtime(())
+
+    def unit(conn):
+        sb = tenancy.get_sandbox(conn, sandbox)
+        if sb is None:
+            raise Problem(404, "not-found", "Not found", f"sandbox {sandbox!r} does not exist")
+        return tenancy.create_key(conn, sandbox_id=sb.id, role=role, name=name, actor="cli")[0]
+
+    try:
+        print(rt.store.run(unit))
+    except Problem as p:
+        err.print(f"[red]{p.title}:[/] {p.detail}")
+        raise typer.Exit(1) from None
+    finally:
+        rt.close()
+
+
+@sandboxes_app.command("create")
+def sandboxes_create(name: str, type: str = typer.Option("development", help="production or development")) -> None:
+    """Create a sandbox."""
+    from wayline.kernel import tenancy
+    from wayline.kernel.problems import Problem
+
+    rt = _runtime(())
+
+    def unit(conn):
+        org = tenancy.ensure_organization(conn, name=rt.settings.organization, tenant_id=rt.settings.tenant_id)
+        return tenancy.create_sandbox(conn, org_id=org, name=name, type=type)
+
+    try:
+        sb = rt.store.run(unit)
+        console.print(f"sandbox [cyan]{sb.name}[/] ({sb.type}) id {sb.id}")
+    except Problem as p:
+        err.print(f"[red]{p.title}:[/] {p.detail}")
+        raise typer.Exit(1) from None
+    finally:
+        rt.close()
+
+
+@sandboxes_app.command("list")
+def sandboxes_list() -> None:
+    """List sandboxes."""
+    from wayline.kernel import tenancy
+
+    rt = _runtime(())
+    for sb in rt.store.read_sync(tenancy.list_sandboxes):
+        console.print(f"{sb.name}\t{sb.type}\t{sb.id}")
+    rt.close()
+
+
+if __name__ == "__main__":
+    app()

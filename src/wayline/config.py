@@ -1,0 +1,68 @@
+"""Settings from WAYLINE_* environment variables and an optional wayline.toml.
+
+This is the only module that reads the environment; everything else receives a Settings object.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+class Limits(BaseModel):
+    """Defaults follow the reference system (DOMAIN.md); every one can be changed."""
+
+    max_request_bytes: int = Field(1_048_576, description="largest accepted request body (413 beyond)")
+    max_messages_per_request: int = Field(1_000, description="messages in one /collection/batch request")
+    max_event_bytes: int = Field(10_240, description="largest experience event record")
+    max_profile_record_bytes: int = Field(102_400, description="largest profile (or other) record")
+    ingest_rate_per_s: float = Field(20_000, description="messages per second per sandbox (429 beyond)")
+    ingest_burst: float = Field(40_000, description="token bucket size of the ingest rate limit")
+    max_failed_records_page: int = 1_000
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WAYLINE_",
+        env_nested_delimiter="__",
+        toml_file=os.environ.get("WAYLINE_CONFIG", "wayline.toml"),
+        extra="ignore",
+    )
+
+    database_url: str = Field("sqlite:///var/wayline.db", description="SQLAlchemy URL: sqlite:///… or postgresql://…")
+    bus_url: str = Field("local", description="'local' (in-process) or nats://host:port")
+    host: str = "127.0.0.1"
+    port: int = 8700
+    secret_key: str = Field("", description="key for secrets at rest; generated into var/ when empty")
+    log_format: str = Field("console", description="console or json")
+    log_level: str = "info"
+    api_key_cache_seconds: float = Field(5.0, description="how long a verified API key is trusted without a lookup")
+    default_sandbox: str = "prod"
+    organization: str = "wayline"
+    tenant_id: str = Field("wayline", description="tenant id: custom fields live under _<tenant_id>")
+    sqlite_synchronous: str = Field("NORMAL", description="NORMAL survives crashes; FULL also survives power loss")
+    limits: Limits = Field(default_factory=Limits)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split("///", 1)[1] if "///" in self.database_url else ""
+        return Path(path) if path and path != ":memory:" else None

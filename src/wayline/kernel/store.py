@@ -1,0 +1,304 @@
+"""Database access: one engine, units of work, dialect helpers.
+
+Writes run as units of work (a function taking a Connection) on dedicated writer threads. Each
+writer drains every unit queued at that moment and commits them in one transaction, each unit in
+its own savepoint (group commit): a failing unit rolls back alone, and concurrent requests share
+one fsync. SQLite gets one writer (`BEGIN IMMEDIATE`), PostgreSQL a few. Reads run on a small
+thread pool. No transaction is ever held across an await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+T = TypeVar("T")
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# JSON documents: TEXT on SQLite, JSONB on PostgreSQL.
+JSONDoc = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def normalise_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str, *, synchronous: str = "NORMAL", pool_size: int = 8) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            json_serializer=_dumps,
+            json_deserializer=orjson.loads,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=8,
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy's begin event emit BEGIN itself, so writers can say IMMEDIATE.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA cache_size=-65536")
+            cur.execute("PRAGMA temp_store=MEMORY")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return sa.create_engine(
+        url,
+        json_serializer=_dumps,
+        json_deserializer=orjson.loads,
+        pool_size=pool_size,
+        max_overflow=8,
+        pool_pre_ping=True,
+    )
+
+
+class _Unit:
+    __slots__ = ("fn", "args", "future", "loop")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], future: Any, loop: Any) -> None:
+        self.fn = fn
+        self.args = args
+        self.future = future
+        self.loop = loop
+
+
+def _resolve(units: list[tuple[_Unit, bool, Any]]) -> None:
+    for unit, ok, value in units:
+        fut = unit.future
+        if fut.done():  # the awaiting task was cancelled; the work itself is committed
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+
+class Store:
+    """The one database of an installation, shared by every product."""
+
+    def __init__(self, url: str, *, synchronous: str = "NORMAL", writers: int | None = None,
+                 readers: int = 4, max_group: int = 256) -> None:
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url, synchronous=synchronous, pool_size=max(8, readers + 4))
+        self.dialect: str = self.engine.dialect.name
+        self._writers = writers if writers is not None else (1 if self.is_sqlite else 4)
+        self._max_group = max_group
+        self._queue: queue.SimpleQueue[_Unit | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="wl-read")
+        self._lock = threading.Lock()
+        self.group_sizes: list[int] = []  # observed group sizes, for metrics and benchmarks
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    # -- synchronous access (CLI, migrations, tests, the writer threads themselves) --------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction on the calling thread (BEGIN IMMEDIATE on SQLite)."""
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run one unit of work in its own transaction on the calling thread."""
+        with self.transaction() as conn:
+            return fn(conn, *args)
+
+    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                return fn(conn, *args)
+
+    # -- asynchronous access (the API) -----------------------------------------------------------
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a unit of work on a writer thread; returns once it is committed."""
+        self._ensure_writers()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Unit(fn, args, fut, loop))
+        return await fut
+
+    def write_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Like write(), from a thread without an event loop."""
+        self._ensure_writers()
+        fut: Future[T] = Future()
+        self._queue.put(_Unit(fn, args, fut, None))
+        return fut.result()
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.read_sync, fn, *args)
+
+    def _ensure_writers(self) -> None:
+        if len(self._threads) == self._writers:
+            return
+        with self._lock:
+            while len(self._threads) < self._writers:
+                t = threading.Thread(target=self._writer_loop, name=f"wl-write-{len(self._threads)}",
+                                     daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    def _writer_loop(self) -> None:
+        conn: Connection | None = None
+        while True:
+            unit = self._queue.get()
+            if unit is None:
+                break
+            group = [unit]
+            stop = False
+            while len(group) < self._max_group:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                group.append(nxt)
+            if conn is None or conn.closed:
+                conn = self.engine.connect()
+                if self.is_sqlite:
+                    conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            done = self._commit_group(conn, group)
+            if conn.invalidated:
+                conn.close()
+                conn = None
+            self._deliver(done)
+            if stop:
+                break
+        if conn is not None:
+            conn.close()
+
+    def _commit_group(self, conn: Connection, group: list[_Unit]) -> list[tuple[_Unit, bool, Any]]:
+        done: list[tuple[_Unit, bool, Any]] = []
+        try:
+            with conn.begin():
+                if len(group) == 1:
+                    u = group[0]
+                    try:
+                        done.append((u, True, u.fn(conn, *u.args)))
+                    except BaseException as exc:  # rolled back with the transaction
+                        done.append((u, False, exc))
+                        raise
+                else:
+                    for u in group:
+                        sp = conn.begin_nested()
+                        try:
+                            value = u.fn(conn, *u.args)
+                        except Exception as exc:
+                            sp.rollback()
+                            done.append((u, False, exc))
+                        else:
+                            sp.commit()
+                            done.append((u, True, value))
+        except Exception as exc:
+            if len(group) == 1:
+                return done if done else [(group[0], False, exc)]
+            # The commit itself failed: nothing of the group is stored. Say so to every unit.
+            return [(u, False, exc) for u in group]
+        self.group_sizes.append(len(group))
+        if len(self.group_sizes) > 10_000:
+            del self.group_sizes[:5_000]
+        return done
+
+    @staticmethod
+    def _deliver(done: list[tuple[_Unit, bool, Any]]) -> None:
+        by_loop: dict[Any, list[tuple[_Unit, bool, Any]]] = {}
+        for item in done:
+            unit = item[0]
+            if unit.loop is None:
+                if item[1]:
+                    unit.future.set_result(item[2])
+                else:
+                    unit.future.set_exception(item[2])
+            else:
+                by_loop.setdefault(unit.loop, []).append(item)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, items)
+            except RuntimeError:  # loop closed: nobody is waiting any more
+                pass
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout=10)
+        self._threads.clear()
+        self._readers.shutdown(wait=True)
+        self.engine.dispose()
+
+
+# -- dialect helpers ----------------------------------------------------------------------------
+
+def insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
+                  conflict: Sequence[str]) -> list[tuple[Any, ...]]:
+    """INSERT … ON CONFLICT DO NOTHING on both databases; returns the conflict keys of the new rows.
+
+    (RETURNING, because executemany row counts are not reliable across drivers.)
+    """
+    if not rows:
+        return []
+    dialect_insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+    stmt = (dialect_insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+            .returning(*[table.c[c] for c in conflict]))
+    if len(rows) == 1:
+        return [tuple(r) for r in conn.execute(stmt, rows[0]).all()]
+    return [tuple(r) for r in conn.execute(stmt, list(rows)).all()]
+
+
+def upsert(conn: Connection, table: sa.Table, row: dict[str, Any], conflict: Sequence[str],
+           update: Sequence[str]) -> None:
+    dialect_insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+    stmt = dialect_insert(table).values(**row)
+    stmt = stmt.on_conflict_do_update(index_elements=list(conflict),
+                                      set_={c: stmt.excluded[c] for c in update})
+    conn.execute(stmt)

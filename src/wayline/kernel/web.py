@@ -1,0 +1,156 @@
+"""HTTP plumbing every product's API shares: problem+json errors, auth, rate limits, JSON bodies."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from wayline.kernel.problems import MEDIA_TYPE, FieldError, Problem, pointer
+from wayline.kernel.tenancy import UNAUTHORIZED, KeyVerifier, Principal
+
+
+class ORJSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json", headers=headers)
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> Response:
+    return Response(orjson.dumps(problem.to_dict(instance)), status_code=problem.status,
+                    media_type=MEDIA_TYPE, headers=problem.headers or None)
+
+
+_STATUS_SLUGS = {404: ("not-found", "Not found"), 405: ("method-not-allowed", "Method not allowed"),
+                 401: ("unauthorized", "Unauthorized"), 403: ("forbidden", "Forbidden"),
+                 413: ("payload-too-large", "Payload too large"),
+                 415: ("unsupported-media-type", "Unsupported media type")}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> Response:
+        return problem_response(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = []
+        for e in exc.errors():
+            loc = list(e.get("loc", ()))
+            where = loc[0] if loc else "body"
+            path = loc[1:] if where in ("body", "query", "path", "header") else loc
+            ptr = pointer(path)
+            if where != "body":
+                ptr = f"{where}:{ptr or '/'}"
+            errors.append(FieldError(ptr or "/", e.get("msg", "invalid"), e.get("type")))
+        p = Problem(422, "validation", "Invalid request",
+                    f"{len(errors)} field(s) failed validation", errors)
+        return problem_response(p, request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        slug, title = _STATUS_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
+        detail = exc.detail if isinstance(exc.detail, str) else ""
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no resource at {request.url.path}"
+        p = Problem(exc.status_code, slug, title, detail, headers=dict(exc.headers or {}))
+        return problem_response(p, request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        import structlog
+
+        structlog.get_logger("wayline.api").exception("unhandled error", path=request.url.path)
+        p = Problem(500, "internal", "Internal error", "the server failed; the error is logged")
+        return problem_response(p, request.url.path)
+
+
+def api_key_of(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value:
+            return value.strip()
+    return request.headers.get("x-api-key")
+
+
+async def principal(request: Request) -> Principal:
+    """FastAPI dependency: the calling key, verified, checked against x-sandbox-name if sent."""
+    key = api_key_of(request)
+    if not key:
+        raise UNAUTHORIZED
+    verifier: KeyVerifier = request.app.state.runtime.verifier
+    p = await verifier.verify(key)
+    asked = request.headers.get("x-sandbox-name")
+    if asked and asked != p.sandbox_name:
+        raise Problem(403, "wrong-sandbox", "Forbidden",
+                      f"this key belongs to sandbox {p.sandbox_name!r}, not {asked!r}")
+    return p
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The request body as JSON, with 415 / 413 / 400 problems for the wrong type, size or syntax."""
+    ctype = request.headers.get("content-type", "")
+    if ctype and "json" not in ctype.split(";", 1)[0].lower():
+        raise Problem(415, "unsupported-media-type", "Unsupported media type",
+                      f"send application/json, not {ctype!r}")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large(max_bytes)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise too_large(max_bytes)
+    return parse_json(bytes(body))
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise Problem(400, "malformed-json", "Malformed JSON", "the request body is empty")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, "malformed-json", "Malformed JSON",
+                      f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                      extra={"line": exc.lineno, "column": exc.colno}) from None
+
+
+def too_large(max_bytes: int) -> Problem:
+    return Problem(413, "payload-too-large", "Payload too large",
+                   f"the request body is over the limit of {max_bytes} bytes")
+
+
+class RateLimiter:
+    """Token buckets per name (e.g. per sandbox): `take(n)` or a 429 problem with Retry-After."""
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self.rate = rate_per_s
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, name: str, n: float = 1.0) -> None:
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(name, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= n:
+                self._buckets[name] = (tokens - n, now)
+                return
+            self._buckets[name] = (tokens, now)
+        wait = max(1, int((n - tokens) / self.rate + 0.999))
+        raise Problem(429, "rate-limited", "Too many requests",
+                      f"over the limit of {self.rate:g} messages/s for this sandbox; retry after {wait}s",
+                      headers={"Retry-After": str(wait)})

@@ -1,0 +1,119 @@
+"""The platform's tables. Only the platform's query modules touch them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from wayline.kernel.store import JSONDoc, metadata
+
+BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+# Classes, field groups, data types and schemas of the XDM-style registry. Standard pieces live in
+# code (wayline.platform.schemas.standard); this table holds what a sandbox defines.
+schema_resources = sa.Table(
+    "schema_resources", metadata,
+    sa.Column("sandbox_id", sa.String(64), primary_key=True),
+    sa.Column("uri", sa.String(500), primary_key=True),  # the resource's $id
+    sa.Column("kind", sa.String(16), nullable=False),  # class | fieldgroup | datatype | schema
+    sa.Column("title", sa.String(500), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("body", JSONDoc, nullable=False),  # the definition as the user gave it (normalised)
+    sa.Column("profile_enabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+
+schema_descriptors = sa.Table(
+    "schema_descriptors", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("sandbox_id", sa.String(64), nullable=False),
+    sa.Column("schema_uri", sa.String(500), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),  # xdm:descriptorIdentity | xdm:descriptorOneToOne
+    sa.Column("body", JSONDoc, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_descriptors_schema", "sandbox_id", "schema_uri"),
+)
+
+datasets = sa.Table(
+    "datasets", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("sandbox_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("schema_uri", sa.String(500), nullable=False),
+    sa.Column("profile_enabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("labels", JSONDoc, nullable=False, default=list),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_datasets_sandbox", "sandbox_id", "created_ms"),
+)
+
+inlets = sa.Table(
+    "inlets", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("sandbox_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("dataset_id", sa.String(40), nullable=True),  # default dataset when the header names none
+    sa.Column("source_name", sa.String(200), nullable=False, default=""),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+# One row per accepted record. (dataset_id, record_id) is unique: re-ingesting an _id is a no-op.
+records = sa.Table(
+    "records", metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("sandbox_id", sa.String(64), nullable=False),
+    sa.Column("dataset_id", sa.String(40), nullable=False),
+    sa.Column("record_id", sa.String(500), nullable=False),
+    sa.Column("ts_ms", sa.BigInteger, nullable=True),  # the record's timestamp, when it has one
+    sa.Column("batch_id", sa.String(40), nullable=True),
+    sa.Column("xaction_id", sa.String(64), nullable=True),
+    sa.Column("body", JSONDoc, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("dataset_id", "record_id"),
+    sa.Index("ix_records_batch", "batch_id"),
+)
+
+# Records that failed validation are kept, never dropped: listed, corrected and replayed.
+failed_records = sa.Table(
+    "failed_records", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("sandbox_id", sa.String(64), nullable=False),
+    sa.Column("dataset_id", sa.String(40), nullable=False),
+    sa.Column("batch_id", sa.String(40), nullable=True),
+    sa.Column("xaction_id", sa.String(64), nullable=True),
+    sa.Column("record_id", sa.String(500), nullable=True),
+    sa.Column("body", JSONDoc, nullable=True),  # the record, when it parsed as JSON
+    sa.Column("raw", sa.Text, nullable=True),  # the original text, when it did not
+    sa.Column("errors", JSONDoc, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # failed | replayed | discarded
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Column("resolved_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_failed_dataset_status", "dataset_id", "status", "id"),
+)
+
+batches = sa.Table(
+    "batches", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("sandbox_id", sa.String(64), nullable=False),
+    sa.Column("dataset_id", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # loading | processing | success | failed | partial | aborted
+    sa.Column("input_format", JSONDoc, nullable=False),
+    sa.Column("records_total", sa.Integer, nullable=False, default=0),
+    sa.Column("records_ok", sa.Integer, nullable=False, default=0),
+    sa.Column("records_duplicate", sa.Integer, nullable=False, default=0),
+    sa.Column("records_failed", sa.Integer, nullable=False, default=0),
+    sa.Column("errors", JSONDoc, nullable=False, default=list),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("completed_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_batches_dataset", "dataset_id", "created_ms"),
+)
+
+batch_files = sa.Table(
+    "batch_files", metadata,
+    sa.Column("batch_id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(500), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)

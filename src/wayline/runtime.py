@@ -1,0 +1,116 @@
+"""The composition root: the one place that decides which adapters run.
+
+It builds the store, the key verifier and each product's service for the chosen roles, and the
+HTTP app over them.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+
+from wayline import __version__
+from wayline.config import Settings
+from wayline.kernel import tenancy
+from wayline.kernel.store import Store
+from wayline.kernel.web import ORJSONResponse, RateLimiter, install_problem_handlers
+
+ROLES = ("platform", "journeys", "messaging")
+
+
+def configure_logging(settings: Settings) -> None:
+    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    renderer: Any = (structlog.processors.JSONRenderer() if settings.log_format == "json"
+                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso"), structlog.processors.format_exc_info,
+                    renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    roles: tuple[str, ...] = ROLES
+    store: Store = field(init=False)
+    verifier: tenancy.KeyVerifier = field(init=False)
+    ingest_limiter: RateLimiter = field(init=False)
+    platform: Any = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        path = self.settings.sqlite_path()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.settings.database_url, synchronous=self.settings.sqlite_synchronous)
+        self.verifier = tenancy.KeyVerifier(self.store, self.settings.api_key_cache_seconds)
+        limits = self.settings.limits
+        self.ingest_limiter = RateLimiter(limits.ingest_rate_per_s, limits.ingest_burst)
+        if "platform" in self.roles:
+            from wayline.platform.service import PlatformService
+
+            self.platform = PlatformService(self.store, self.settings)
+
+    def migrate(self) -> None:
+        from wayline.migrations import migrate
+
+        migrate(self.settings.database_url)
+
+    def bootstrap(self) -> str | None:
+        """Create the organization and default sandbox on first start; returns a new admin key then."""
+
+        def unit(conn: Any) -> str | None:
+            org_id = tenancy.ensure_organization(conn, name=self.settings.organization,
+                                                 tenant_id=self.settings.tenant_id)
+            if tenancy.get_sandbox(conn, self.settings.default_sandbox) is not None:
+                return None
+            sb = tenancy.create_sandbox(conn, org_id=org_id, name=self.settings.default_sandbox)
+            key, _ = tenancy.create_key(conn, sandbox_id=sb.id, role="admin", name="first admin key")
+            return key
+
+        return self.store.run(unit)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def secret_key(settings: Settings) -> str:
+    """The key for secrets at rest: from settings, or generated once into var/secret.key."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path("var/secret.key")
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def build_app(runtime: Runtime) -> FastAPI:
+    from wayline.kernel import api as kernel_api
+    from wayline.kernel.metrics import MetricsMiddleware
+
+    app = FastAPI(title="Wayline", version=__version__, default_response_class=ORJSONResponse,
+                  description="Customer data platform, journey orchestrator and real-time messaging.")
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    app.include_router(kernel_api.router)
+    if runtime.platform is not None:
+        from wayline.platform import api as platform_api
+
+        for router in platform_api.routers():
+            app.include_router(router)
+    app.add_middleware(MetricsMiddleware)
+    return app

@@ -1,0 +1,205 @@
+"""Fixtures shared by the whole suite.
+
+Every storage-touching test runs on SQLite and on PostgreSQL. PostgreSQL comes from
+WAYLINE_TEST_POSTGRES_URL when set (CI sets it), else from a server started for the run with
+pytest-postgresql's executor when PostgreSQL's binaries are installed; otherwise those tests skip
+with the reason. Each test gets a fresh database: a copy of a migrated template (a file copy on
+SQLite, CREATE DATABASE … TEMPLATE on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from wayline.migrations import migrate
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _pg_bins() -> str | None:
+    for pg_ctl in sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True):
+        return pg_ctl
+    return shutil.which("pg_ctl")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL admin URL (…/postgres), or a skip naming why there is none."""
+    url = os.environ.get("WAYLINE_TEST_POSTGRES_URL")
+    if url:
+        try:
+            eng = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+            with eng.connect():
+                pass
+            eng.dispose()
+        except Exception as exc:
+            pytest.skip(f"WAYLINE_TEST_POSTGRES_URL is set but PostgreSQL does not answer: {exc}")
+        yield url
+        return
+    local = "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:  # a server already running on this machine (a developer's, or the CI machine's)
+        eng = sa.create_engine(local.replace("postgresql://", "postgresql+psycopg://", 1),
+                               connect_args={"connect_timeout": 2})
+        with eng.connect():
+            pass
+        eng.dispose()
+        yield local
+        return
+    except Exception:
+        pass
+    pg_ctl = _pg_bins()
+    if pg_ctl is None:
+        pytest.skip("PostgreSQL tests skipped: WAYLINE_TEST_POSTGRES_URL is not set and no pg_ctl is "
+                    "installed to start a server for the run")
+    from pytest_postgresql.executor import PostgreSQLExecutor
+
+    datadir = Path(tempfile.mkdtemp(prefix=f"wl-pg-{WORKER}-"))
+    port = _free_port()
+    user = "postgres"
+    executor = PostgreSQLExecutor(executable=pg_ctl, host="127.0.0.1", port=port, datadir=str(datadir),
+                                  unixsocketdir=str(datadir), logfile=str(datadir / "log"),
+                                  startparams="-c fsync=off -c full_page_writes=off", dbname="postgres",
+                                  user=user, password="", postgres_options="")
+    try:
+        if os.geteuid() == 0:
+            raise RuntimeError("PostgreSQL refuses to run as root; set WAYLINE_TEST_POSTGRES_URL instead")
+        executor.start()
+    except Exception as exc:
+        shutil.rmtree(datadir, ignore_errors=True)
+        pytest.skip(f"PostgreSQL tests skipped: could not start a server for the run: {exc}")
+    try:
+        yield f"postgresql://{user}@127.0.0.1:{port}/postgres"
+    finally:
+        executor.stop()
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+def _pg_admin(url: str) -> sa.Engine:
+    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
+                            isolation_level="AUTOCOMMIT")
+
+
+def _with_db(url: str, db: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + db
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: str) -> Iterator[str]:
+    name = f"wl_tmpl_{WORKER}_{uuid.uuid4().hex[:8]}"
+    admin = _pg_admin(postgres_server)
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    migrate(_with_db(postgres_server, name))
+    yield name
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tmpl") / "template.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database on each backend."""
+    if request.param == "sqlite":
+        tmpl: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "wayline.db"
+        shutil.copyfile(tmpl, path)
+        yield f"sqlite:///{path}"
+        return
+    server: str = request.getfixturevalue("postgres_server")
+    tmpl_name: str = request.getfixturevalue("postgres_template")
+    name = f"wl_t_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin(server)
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{tmpl_name}"'))
+    try:
+        yield _with_db(server, name)
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path):
+    from wayline.config import Settings
+
+    return Settings(database_url=db_url, secret_key="test-secret", api_key_cache_seconds=0.0,
+                    _env_file=None)
+
+
+@pytest.fixture
+def runtime(settings):
+    from wayline.runtime import Runtime
+
+    rt = Runtime(settings)
+    rt.admin_key = rt.bootstrap()
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def app(runtime):
+    from wayline.runtime import build_app
+
+    return build_app(runtime)
+
+
+@pytest.fixture
+def client(app, runtime):
+    """An HTTP client authenticated as the `prod` sandbox's first admin key."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.headers["Authorization"] = f"Bearer {runtime.admin_key}"
+        yield c
+
+
+@pytest.fixture
+def other_sandbox_key(runtime) -> str:
+    """An admin key of a second sandbox, `dev`, for isolation tests."""
+    from wayline.kernel import tenancy
+
+    def unit(conn):
+        org = tenancy.ensure_organization(conn, name="x", tenant_id="x")
+        sb = tenancy.create_sandbox(conn, org_id=org, name="dev", type="development")
+        return tenancy.create_key(conn, sandbox_id=sb.id, role="admin")[0]
+
+    return runtime.store.run(unit)
+
+
+@pytest.fixture
+def key_of(runtime):
+    """Make a key with a given role in the `prod` sandbox."""
+    from wayline.kernel import tenancy
+
+    def make(role: str) -> str:
+        def unit(conn):
+            sb = tenancy.get_sandbox(conn, "prod")
+            return tenancy.create_key(conn, sandbox_id=sb.id, role=role)[0]
+
+        return runtime.store.run(unit)
+
+    return make

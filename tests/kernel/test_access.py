@@ -1,0 +1,100 @@
+"""API keys, roles, sandbox isolation and problem+json at the installation level."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from wayline.kernel import tables as t
+
+PROBLEM = "application/problem+json"
+
+
+def test_requests_without_a_key_or_with_a_bad_one_get_401_problem(client):
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer nonsense"},
+                    {"Authorization": "Bearer wl_abc_def"}):
+        r = client.get("/sandbox", headers=headers)
+        assert r.status_code == 401
+        assert r.headers["content-type"] == PROBLEM
+        assert r.json()["type"].endswith("/unauthorized")
+
+
+def test_the_key_identifies_its_sandbox_and_role(client, runtime):
+    r = client.get("/sandbox")
+    assert r.status_code == 200
+    assert r.json()["sandbox"]["name"] == "prod" and r.json()["role"] == "admin"
+    assert client.get("/sandbox", headers={"x-sandbox-name": "dev"}).status_code == 403
+
+
+def test_keys_are_stored_hashed_shown_once_and_revocable(client, runtime):
+    r = client.post("/keys", json={"role": "read", "name": "dashboards"})
+    assert r.status_code == 201
+    created = r.json()
+    key = created["key"]
+    stored = runtime.store.read_sync(lambda c: c.execute(sa.select(t.api_keys).where(
+        t.api_keys.c.id == created["id"])).mappings().one())
+    assert key not in str(dict(stored)) and len(stored["hash"]) == 64
+    listed = client.get("/keys").json()["items"]
+    assert {k["id"] for k in listed} >= {created["id"]} and all("key" not in k for k in listed)
+    assert client.get("/sandbox", headers={"Authorization": f"Bearer {key}"}).json()["role"] == "read"
+    assert client.delete(f"/keys/{created['id']}").status_code == 200
+    r = client.get("/sandbox", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 401 and r.json()["type"].endswith("/key-revoked")
+    audit = client.get("/audit", params={"resourceType": "apiKey"}).json()["items"]
+    assert [a["action"] for a in audit][:2] == ["revoke", "create"]
+
+
+def test_an_expired_key_is_refused(client):
+    key = client.post("/keys", json={"role": "read", "expiresMs": 1}).json()["key"]
+    r = client.get("/sandbox", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 401 and r.json()["type"].endswith("/key-expired")
+
+
+def test_roles_are_enforced(client, key_of):
+    read = key_of("read")
+    r = client.post("/keys", json={"role": "admin"}, headers={"Authorization": f"Bearer {read}"})
+    assert r.status_code == 403 and r.headers["content-type"] == PROBLEM
+
+
+def test_keys_of_another_sandbox_are_invisible(client, other_sandbox_key):
+    mine = client.post("/keys", json={"role": "read"}).json()["id"]
+    other = {"Authorization": f"Bearer {other_sandbox_key}"}
+    assert mine not in {k["id"] for k in client.get("/keys", headers=other).json()["items"]}
+    assert client.delete(f"/keys/{mine}", headers=other).status_code == 404
+    assert client.get("/audit", headers=other).json()["items"] == [] or all(
+        a["resourceId"] != mine for a in client.get("/audit", headers=other).json()["items"])
+
+
+def test_validation_errors_are_problems_with_field_pointers(client):
+    r = client.post("/keys", json={"role": "emperor", "name": 5})
+    assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
+    pointers = {e["pointer"] for e in r.json()["errors"]}
+    assert pointers == {"/role", "/name"}
+
+
+def test_paging_walks_every_item_once(client):
+    for i in range(7):
+        client.post("/keys", json={"role": "read", "name": f"k{i}"})
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        body = client.get("/audit", params=params).json()
+        seen += [a["id"] for a in body["items"]]
+        cursor = body["next"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) >= 8 and seen == sorted(seen, reverse=True)
+    r = client.get("/audit", params={"cursor": "!!"})
+    assert r.status_code == 400 and r.json()["errors"][0]["pointer"] == "query:/cursor"
+
+
+def test_health_ready_and_metrics(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    client.get("/sandbox")
+    text = client.get("/metrics").text
+    assert 'wayline_http_requests_total{method="GET",route="/sandbox",status="200"}' in text
+
+
+def test_unknown_route_is_a_problem(client):
+    r = client.get("/no/such/thing")
+    assert r.status_code == 404 and r.headers["content-type"] == PROBLEM

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+
+from wayline.kernel import tables as t
+from wayline.kernel.store import Store, insert_ignore
+
+
+@pytest.fixture
+def store(db_url):
+    s = Store(db_url)
+    yield s
+    s.close()
+
+
+def _add(conn, org_id: str) -> str:
+    conn.execute(t.organizations.insert().values(id=org_id, name="n", tenant_id="x", created_ms=1))
+    return org_id
+
+
+def _fail_after_insert(conn, org_id: str) -> None:
+    conn.execute(t.organizations.insert().values(id=org_id, name="n", tenant_id="x", created_ms=1))
+    raise ValueError("boom")
+
+
+def _ids(store: Store) -> set[str]:
+    return set(store.read_sync(lambda c: c.execute(sa.select(t.organizations.c.id)).scalars().all()))
+
+
+def test_concurrent_units_commit_together_and_a_failing_one_rolls_back_alone(store):
+    async def main():
+        ok = [store.write(_add, f"o{i}") for i in range(50)]
+        bad = [store.write(_fail_after_insert, f"bad{i}") for i in range(5)]
+        results = await asyncio.gather(*ok, *bad, return_exceptions=True)
+        return results
+
+    results = asyncio.run(main())
+    assert results[:50] == [f"o{i}" for i in range(50)]
+    assert all(isinstance(r, ValueError) for r in results[50:])
+    assert _ids(store) == {f"o{i}" for i in range(50)}
+    assert max(store.group_sizes) > 1  # they did share transactions
+
+
+def test_a_unit_that_fails_alone_leaves_nothing(store):
+    with pytest.raises(ValueError):
+        store.write_blocking(_fail_after_insert, "solo")
+    assert _ids(store) == set()
+    assert store.write_blocking(_add, "after") == "after"
+    assert _ids(store) == {"after"}
+
+
+def test_insert_ignore_counts_only_new_rows(store):
+    store.run(_add, "o1")
+
+    def unit(conn):
+        rows = [{"id": "o1", "name": "again", "tenant_id": "x", "created_ms": 2},
+                {"id": "o2", "name": "new", "tenant_id": "x", "created_ms": 2}]
+        return insert_ignore(conn, t.organizations, rows, ["id"])
+
+    assert store.run(unit) == [("o2",)]
+    names = store.read_sync(lambda c: dict(c.execute(sa.select(t.organizations.c.id, t.organizations.c.name)).all()))
+    assert names == {"o1": "n", "o2": "new"}
