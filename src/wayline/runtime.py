@@ -28,7 +28,8 @@ ROLES = ("platform", "journeys", "messaging")
 def configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     renderer: Any = (structlog.processors.JSONRenderer() if settings.log_format == "json"
-                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(),
+                                                 exception_formatter=structlog.dev.plain_traceback))
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
                     structlog.processors.TimeStamper(fmt="iso"), structlog.processors.format_exc_info,
@@ -100,6 +101,7 @@ def secret_key(settings: Settings) -> str:
 
 def build_app(runtime: Runtime) -> FastAPI:
     from wayline.kernel import api as kernel_api
+    from wayline.kernel.idempotency import IdempotencyMiddleware
     from wayline.kernel.metrics import MetricsMiddleware
 
     app = FastAPI(title="Wayline", version=__version__, default_response_class=ORJSONResponse,
@@ -112,5 +114,6 @@ def build_app(runtime: Runtime) -> FastAPI:
 
         for router in platform_api.routers():
             app.include_router(router)
+    app.add_middleware(IdempotencyMiddleware, runtime=runtime)
     app.add_middleware(MetricsMiddleware)
     return app

@@ -98,3 +98,20 @@ def test_health_ready_and_metrics(client):
 def test_unknown_route_is_a_problem(client):
     r = client.get("/no/such/thing")
     assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
+
+
+def test_idempotency_key_replays_the_first_answer(client):
+    h = {"Idempotency-Key": "create-dash-key"}
+    first = client.post("/keys", json={"role": "read", "name": "dash"}, headers=h)
+    again = client.post("/keys", json={"role": "read", "name": "dash"}, headers=h)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert sum(1 for k in client.get("/keys").json()["items"] if k["name"] == "dash") == 1
+    other = client.post("/keys", json={"role": "admin", "name": "dash"}, headers=h)
+    assert other.status_code == 422 and other.json()["type"].endswith("/idempotency-key-reused")
+
+
+def test_a_failed_request_does_not_burn_its_idempotency_key(client):
+    h = {"Idempotency-Key": "k2"}
+    assert client.post("/keys", json={"role": "nope"}, headers=h).status_code == 422
+    assert client.post("/keys", json={"role": "read"}, headers=h).status_code == 201

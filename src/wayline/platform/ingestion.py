@@ -1,0 +1,199 @@
+"""Streaming ingestion: envelope → dataset → size and schema checks → durable storage.
+
+Every record is decided in memory first (`prepare`), then one unit of work stores the whole request
+(`store_prepared`): valid records into `records` (a repeated `_id` is a no-op), invalid ones into
+`failed_records` with every violation, so nothing that was accepted is lost. A 2xx is sent only
+after that unit has committed.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from wayline.config import Limits
+from wayline.kernel.problems import FieldError, Problem, pointer
+from wayline.kernel.store import insert_ignore
+from wayline.platform import tables as t
+from wayline.platform.datasets import Dataset
+
+
+def new_xaction_id() -> str:
+    return f"{int(time.time() * 1000):x}-{secrets.token_hex(6)}"
+
+
+def parse_time_ms(value: Any) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:  # a time without an offset is read as UTC
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)
+
+
+def record_time_ms(entity: dict[str, Any], time_series: bool) -> int | None:
+    """The time a record speaks for: `timestamp` for events; the source's last update for records."""
+    if time_series:
+        return parse_time_ms(entity.get("timestamp"))
+    audit = entity.get("extSourceSystemAudit")
+    if isinstance(audit, dict) and "lastUpdatedDate" in audit:
+        return parse_time_ms(audit["lastUpdatedDate"])
+    return parse_time_ms(entity.get("timestamp"))
+
+
+@dataclass
+class Prepared:
+    """One record, decided: `ok` goes to records, otherwise to failed records with `violations`."""
+
+    dataset: Dataset
+    xaction_id: str
+    entity: Any
+    ok: bool
+    violations: list[dict[str, Any]] = field(default_factory=list)
+    record_id: str | None = None
+    ts_ms: int | None = None
+    batch_id: str | None = None
+    raw: str | None = None
+
+
+@dataclass
+class Stored:
+    xaction_id: str
+    record_id: str | None
+    ok: bool
+    duplicate: bool = False
+    failed_record_id: int | None = None
+    violations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def envelope_target(message: Any, where: str = "") -> tuple[str | None, str | None, Any]:
+    """(datasetId, schemaRef id, xdmEntity) of a streaming message, or a 400 naming the bad field."""
+    errors: list[FieldError] = []
+    if not isinstance(message, dict):
+        raise Problem(400, "bad-message", "Invalid message", "a message is a JSON object",
+                      [FieldError(where or "/", "expected an object with header and body", "object")])
+    header, body = message.get("header"), message.get("body")
+    if not isinstance(header, dict):
+        errors.append(FieldError(f"{where}/header", "missing or not an object", "object"))
+    if not isinstance(body, dict):
+        errors.append(FieldError(f"{where}/body", "missing or not an object", "object"))
+    elif not isinstance(body.get("xdmEntity"), dict):
+        errors.append(FieldError(f"{where}/body/xdmEntity", "missing or not an object", "object"))
+    if errors:
+        raise Problem(400, "bad-message", "Invalid message", "the message envelope is incomplete", errors)
+    ref = header.get("schemaRef")
+    schema_id = ref.get("id") if isinstance(ref, dict) else None
+    meta = body.get("xdmMeta")
+    meta_ref = meta.get("schemaRef") if isinstance(meta, dict) else None
+    meta_id = meta_ref.get("id") if isinstance(meta_ref, dict) else None
+    if schema_id and meta_id and schema_id != meta_id:
+        raise Problem(400, "schema-mismatch", "Schema mismatch",
+                      "header.schemaRef.id and body.xdmMeta.schemaRef.id differ",
+                      [FieldError(f"{where}/body/xdmMeta/schemaRef/id", f"expected {schema_id!r}", schema_id)])
+    dataset_id = header.get("datasetId")
+    if dataset_id is not None and not isinstance(dataset_id, str):
+        raise Problem(400, "bad-message", "Invalid message", "header.datasetId is a string",
+                      [FieldError(f"{where}/header/datasetId", "expected a string", "string")])
+    return dataset_id, schema_id or meta_id, body["xdmEntity"]
+
+
+def check_schema_ref(dataset: Dataset, schema_id: str | None, where: str = "") -> None:
+    if schema_id is not None and schema_id != dataset.schema_uri:
+        raise Problem(400, "schema-mismatch", "Schema mismatch",
+                      f"dataset {dataset.id} holds records of schema {dataset.schema_uri!r}, not {schema_id!r}",
+                      [FieldError(f"{where}/header/schemaRef/id", "does not match the dataset's schema",
+                                  dataset.schema_uri)])
+
+
+def prepare(dataset: Dataset, compiled: Any, entity: Any, limits: Limits, *, xaction_id: str,
+            batch_id: str | None = None, raw: str | None = None) -> Prepared:
+    """Decide one record. Oversized records raise a 413 problem: they are refused, not accepted."""
+    time_series = compiled.behavior == "time-series"
+    if entity is not None:
+        size = len(orjson.dumps(entity))
+        cap = limits.max_event_bytes if time_series else limits.max_profile_record_bytes
+        if size > cap:
+            kind = "experience event" if time_series else "record"
+            raise Problem(413, "record-too-large", "Record too large",
+                          f"the {kind} is {size} bytes; the limit is {cap} bytes")
+    if not isinstance(entity, dict):
+        v = [{"pointerToViolation": "", "schemaLocation": "#", "keyword": "type",
+              "message": raw_error(raw) if entity is None else "a record is a JSON object"}]
+        return Prepared(dataset, xaction_id, entity, False, v, batch_id=batch_id, raw=raw)
+    violations = compiled.validate(entity)
+    rid = entity.get("_id")
+    rid = rid if isinstance(rid, str) and rid else None
+    if not violations and rid is None:
+        violations = [{"pointerToViolation": "/_id", "schemaLocation": "#/properties/_id", "keyword": "required",
+                       "message": "every record needs a non-empty string _id"}]
+    if violations:
+        return Prepared(dataset, xaction_id, entity, False, violations, record_id=rid, batch_id=batch_id)
+    return Prepared(dataset, xaction_id, entity, True, record_id=rid,
+                    ts_ms=record_time_ms(entity, time_series), batch_id=batch_id)
+
+
+def raw_error(raw: str | None) -> str:
+    return "the line is not valid JSON" if raw is not None else "the record is missing"
+
+
+def store_prepared(conn: Connection, sandbox_id: str, items: list[Prepared], received_ms: int) -> list[Stored]:
+    """Store one request's records in the caller's transaction; returns what happened to each."""
+    good = [p for p in items if p.ok]
+    new: set[tuple[str, str]] = set()
+    if good:
+        rows = [{"sandbox_id": sandbox_id, "dataset_id": p.dataset.id, "record_id": p.record_id,
+                 "ts_ms": p.ts_ms, "batch_id": p.batch_id, "xaction_id": p.xaction_id, "body": p.entity,
+                 "received_ms": received_ms} for p in good]
+        new = set(insert_ignore(conn, t.records, rows, ["dataset_id", "record_id"]))
+    failed_ids: dict[int, int] = {}
+    bad = [(i, p) for i, p in enumerate(items) if not p.ok]
+    if bad:
+        rows = [{"sandbox_id": sandbox_id, "dataset_id": p.dataset.id, "batch_id": p.batch_id,
+                 "xaction_id": p.xaction_id, "record_id": p.record_id,
+                 "body": p.entity if p.raw is None else None, "raw": p.raw, "errors": p.violations,
+                 "status": "failed", "received_ms": received_ms} for _, p in bad]
+        ids = conn.execute(t.failed_records.insert().returning(t.failed_records.c.id), rows).scalars().all() \
+            if len(rows) > 1 else [conn.execute(t.failed_records.insert().returning(t.failed_records.c.id),
+                                                rows[0]).scalar_one()]
+        # RETURNING order matches input order for single-row and multi-row inserts on both databases
+        # as SQLAlchemy's insertmanyvalues sorts the rows back into parameter order.
+        failed_ids = {i: fid for (i, _), fid in zip(bad, ids)}
+    out = []
+    seen: set[tuple[str, str]] = set()
+    for i, p in enumerate(items):
+        if p.ok:
+            key = (p.dataset.id, p.record_id or "")
+            dup = key not in new or key in seen
+            seen.add(key)
+            out.append(Stored(p.xaction_id, p.record_id, True, duplicate=dup))
+        else:
+            out.append(Stored(p.xaction_id, p.record_id, False, failed_record_id=failed_ids[i],
+                              violations=p.violations))
+    return out
+
+
+def violations_problem(violations: list[dict[str, Any]], failed_record_id: int | None) -> Problem:
+    errors = [FieldError(v.get("pointerToViolation") or "/", v.get("message", ""), v.get("keyword"))
+              for v in violations]
+    return Problem(400, "record-invalid", "Record failed validation",
+                   f"{len(violations)} violation(s); the record is kept in the dataset's failed records",
+                   errors, extra={"violations": violations, "failedRecordId": failed_record_id})
+
+
+def message_pointer(index: int) -> str:
+    return pointer(["messages", index])
+
+
+def count_records(conn: Connection, dataset_id: str) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(t.records)
+                        .where(t.records.c.dataset_id == dataset_id)).scalar_one()
