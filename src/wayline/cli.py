@@ -5,13 +5,18 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from wayline.benchcli import bench_app
 from wayline.config import Settings
+from wayline.platform import cli as platform_cli
 
 app = typer.Typer(no_args_is_help=True, help="Wayline: platform, journeys and messaging in one.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 sandboxes_app = typer.Typer(no_args_is_help=True, help="Sandboxes.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(sandboxes_app, name="sandboxes")
+app.command("ingest")(platform_cli.ingest)
+app.add_typer(platform_cli.failures_app, name="failures")
+app.add_typer(bench_app, name="bench")
 console = Console()
 err = Console(stderr=True)
 

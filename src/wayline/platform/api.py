@@ -1,4 +1,4 @@
-"""The platform's HTTP API: routers only; each handler parses, calls the service, shapes the answer."""
+"""The platform's HTTP API: the routers of each concept; handlers parse, call the service, shape."""
 
 from __future__ import annotations
 
@@ -6,4 +6,7 @@ from fastapi import APIRouter
 
 
 def routers() -> list[APIRouter]:
-    return []
+    from wayline.platform import batch_api, catalog_api, collection_api
+    from wayline.platform.schemas import api as schemas_api
+
+    return [collection_api.router, catalog_api.router, batch_api.router, schemas_api.router]

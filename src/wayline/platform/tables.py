@@ -99,6 +99,7 @@ batches = sa.Table(
     sa.Column("dataset_id", sa.String(40), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # loading | processing | success | failed | partial | aborted
     sa.Column("input_format", JSONDoc, nullable=False),
+    sa.Column("mapping", JSONDoc, nullable=True),  # CSV/Parquet column -> XDM field path
     sa.Column("records_total", sa.Integer, nullable=False, default=0),
     sa.Column("records_ok", sa.Integer, nullable=False, default=0),
     sa.Column("records_duplicate", sa.Integer, nullable=False, default=0),
@@ -106,14 +107,20 @@ batches = sa.Table(
     sa.Column("errors", JSONDoc, nullable=False, default=list),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
     sa.Column("completed_ms", sa.BigInteger, nullable=True),
+    # While processing: when the processor's lease ends. records_total doubles as the checkpoint
+    # (records consumed so far), advanced in the same transaction as each chunk's records.
+    sa.Column("lease_until_ms", sa.BigInteger, nullable=True),
     sa.Index("ix_batches_dataset", "dataset_id", "created_ms"),
 )
 
+# An uploaded file is stored in parts of a few MiB, so neither upload nor processing holds a whole
+# file in memory. Names with a '/' are uploads in progress (a file name cannot contain one).
 batch_files = sa.Table(
     "batch_files", metadata,
     sa.Column("batch_id", sa.String(40), primary_key=True),
     sa.Column("name", sa.String(500), primary_key=True),
-    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("part", sa.Integer, primary_key=True, default=0),
+    sa.Column("size", sa.BigInteger, nullable=False),  # of this part
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
 )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 20:29:21.898663
+Create Date: 2026-12-04 20:36:47.550073
 """
 from alembic import op
 import sqlalchemy as sa
@@ -33,10 +33,11 @@ def upgrade() -> None:
     op.create_table('batch_files',
     sa.Column('batch_id', sa.String(length=40), nullable=False),
     sa.Column('name', sa.String(length=500), nullable=False),
+    sa.Column('part', sa.Integer(), nullable=False),
     sa.Column('size', sa.BigInteger(), nullable=False),
     sa.Column('data', sa.LargeBinary(), nullable=False),
     sa.Column('created_ms', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('batch_id', 'name', name=op.f('pk_batch_files'))
+    sa.PrimaryKeyConstraint('batch_id', 'name', 'part', name=op.f('pk_batch_files'))
     )
     op.create_table('batches',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -44,6 +45,7 @@ def upgrade() -> None:
     sa.Column('dataset_id', sa.String(length=40), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('input_format', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('mapping', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('records_total', sa.Integer(), nullable=False),
     sa.Column('records_ok', sa.Integer(), nullable=False),
     sa.Column('records_duplicate', sa.Integer(), nullable=False),
@@ -51,6 +53,7 @@ def upgrade() -> None:
     sa.Column('errors', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('created_ms', sa.BigInteger(), nullable=False),
     sa.Column('completed_ms', sa.BigInteger(), nullable=True),
+    sa.Column('lease_until_ms', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_batches'))
     )
     with op.batch_alter_table('batches', schema=None) as batch_op:

@@ -1,0 +1,73 @@
+"""`wayline bench …`: runs the benchmark scripts of the repository's bench/ directory.
+
+The scripts live outside the package (they are not shipped in a wheel), so they are found next to the
+source tree of an editable install: the first parent of this package that holds bench/.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import typer
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (from the repository's bench/ directory).")
+
+
+def bench_dir() -> Path | None:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "bench" / "ingest.py").is_file():
+            return parent / "bench"
+    return None
+
+
+def _load(name: str) -> ModuleType:
+    where = bench_dir()
+    if where is None:
+        typer.echo("wayline bench needs the repository's bench/ directory (bench/ingest.py), which is not next "
+                   "to this installation; run it from a source checkout installed with `pip install -e .`",
+                   err=True)
+        raise typer.Exit(2)
+    spec = importlib.util.spec_from_file_location(f"wayline_bench_{name}", where / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@bench_app.command("ingest")
+def ingest(
+    json_only: bool = typer.Option(False, "--json", help="print only the JSON object on stdout"),
+    seconds: float = typer.Option(10.0, help="measured seconds per phase"),
+    warmup: float = typer.Option(1.5, help="warm-up seconds per phase"),
+    concurrency: int = typer.Option(64, help="connections of the single-message phase"),
+    batch_concurrency: int = typer.Option(8, help="connections of the batched phase"),
+    batch_size: int = typer.Option(100, help="messages per batch request"),
+    phases: str = typer.Option("batched,single", help="comma-separated phases: batched,single"),
+    no_postgres: bool = typer.Option(False, "--no-postgres", help="skip PostgreSQL even when its URL is set"),
+    postgres_only: bool = typer.Option(False, "--postgres-only", help="skip SQLite"),
+    server_gc: str = typer.Option("default", help="experiment: default, freeze or tuned garbage collection in the server"),
+    profile: str = typer.Option("", metavar="DIR", help="profile the server with pyinstrument; reports into DIR"),
+    py_spy: str = typer.Option("", "--py-spy", metavar="DIR",
+                               help="sample the server with py-spy during each measured window; reports into DIR"),
+) -> None:
+    """Streaming ingestion over HTTP into a real server (SQLite, and PostgreSQL when its URL is set)."""
+    argv = ["--seconds", str(seconds), "--warmup", str(warmup), "--concurrency", str(concurrency),
+            "--batch-concurrency", str(batch_concurrency), "--batch-size", str(batch_size), "--phases", phases]
+    if json_only:
+        argv.append("--json")
+    if no_postgres:
+        argv.append("--no-postgres")
+    if postgres_only:
+        argv.append("--postgres-only")
+    if server_gc != "default":
+        argv += ["--server-gc", server_gc]
+    if profile:
+        argv += ["--profile", profile]
+    if py_spy:
+        argv += ["--py-spy", py_spy]
+    raise typer.Exit(_load("ingest").main(argv))
