@@ -231,3 +231,17 @@ def test_json_with_a_charset_parameter_and_unicode_is_accepted(client, dataset, 
                     headers={"content-type": "application/json; charset=utf-8"})
     assert r.status_code == 200
     assert _records(client, dataset["id"])[0]["record"]["eventType"] == "web.päge.页面"
+
+
+def test_records_the_database_cannot_hold_are_kept_as_failed_not_500(client, dataset, inlet, event_schema):
+    nul = event(20, eventType="web.\u0000page")
+    long_id = event(21)
+    long_id["_id"] = "x" * 600
+    r = client.post(f"/collection/batch/{inlet['id']}",
+                    json={"messages": [message(event_schema, dataset["id"], e) for e in (nul, long_id)]})
+    assert r.status_code == 207
+    assert [x.get("validation") for x in r.json()["responses"]] == ["failed", "failed"]
+    failed = client.get(f"/datasets/{dataset['id']}/failures").json()["items"]
+    by_kw = {v["keyword"]: f for f in failed for v in f["errors"]}
+    assert "u0000" in by_kw["storage"]["raw"]  # kept, escaped, replayable after correction
+    assert by_kw["maxLength"]["record"]["_id"] == "x" * 600

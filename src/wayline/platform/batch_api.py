@@ -16,7 +16,7 @@ from wayline.kernel.web import json_response, principal, too_large
 from wayline.platform import batch_processing, batches, failures
 
 router = APIRouter(tags=["batches"])
-READ = ("admin", "read")
+READ = ("admin", "read", "ingest")  # an ingest key may follow the batches it sends
 WRITE = ("admin", "ingest")
 
 

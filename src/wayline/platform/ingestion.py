@@ -25,6 +25,9 @@ from wayline.platform import tables as t
 from wayline.platform.datasets import Dataset
 
 
+MAX_ID_CHARS = 500  # the records.record_id column
+
+
 def new_xaction_id() -> str:
     return f"{int(time.time() * 1000):x}-{secrets.token_hex(6)}"
 
@@ -120,7 +123,8 @@ def prepare(dataset: Dataset, compiled: Any, entity: Any, limits: Limits, *, xac
     """Decide one record. Oversized records raise a 413 problem: they are refused, not accepted."""
     time_series = compiled.behavior == "time-series"
     if entity is not None:
-        size = len(orjson.dumps(entity))
+        blob = orjson.dumps(entity)
+        size = len(blob)
         cap = limits.max_event_bytes if time_series else limits.max_profile_record_bytes
         if size > cap:
             kind = "experience event" if time_series else "record"
@@ -130,9 +134,18 @@ def prepare(dataset: Dataset, compiled: Any, entity: Any, limits: Limits, *, xac
         v = [{"pointerToViolation": "", "schemaLocation": "#", "keyword": "type",
               "message": raw_error(raw) if entity is None else "a record is a JSON object"}]
         return Prepared(dataset, xaction_id, entity, False, v, batch_id=batch_id, raw=raw)
+    if b"\\u0000" in blob:
+        # PostgreSQL cannot store NUL in JSON or text: keep the record as its escaped JSON text.
+        v = [{"pointerToViolation": "", "schemaLocation": "#", "keyword": "storage",
+              "message": "the record contains a NUL character (\\u0000), which cannot be stored as JSON"}]
+        return Prepared(dataset, xaction_id, None, False, v, batch_id=batch_id, raw=blob.decode())
     violations = compiled.validate(entity)
     rid = entity.get("_id")
     rid = rid if isinstance(rid, str) and rid else None
+    if rid is not None and len(rid) > MAX_ID_CHARS:
+        violations = [*violations, {"pointerToViolation": "/_id", "schemaLocation": "#/properties/_id",
+                                    "keyword": "maxLength", "message": f"an _id is at most {MAX_ID_CHARS} characters"}]
+        rid = None
     if not violations and rid is None:
         violations = [{"pointerToViolation": "/_id", "schemaLocation": "#/properties/_id", "keyword": "required",
                        "message": "every record needs a non-empty string _id"}]
