@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from wayline.kernel import tables as t

@@ -14,7 +14,7 @@ from wayline.kernel.tenancy import Principal
 from wayline.kernel.web import json_response, principal, read_json
 from wayline.platform import datasets as ds
 from wayline.platform import failures, tables
-from wayline.platform.ingestion import violations_problem
+from wayline.platform.ingestion import too_many_messages, violations_problem
 
 router = APIRouter(tags=["datasets"])
 READ = ("admin", "read")
@@ -121,7 +121,7 @@ async def post_records(dataset_id: str, request: Request, p: Principal = Depends
     body = await read_json(request, svc.limits.max_request_bytes)
     records = body if isinstance(body, list) else [body]
     if len(records) > svc.limits.max_messages_per_request:
-        raise _too_many(len(records), svc.limits.max_messages_per_request)
+        raise too_many_messages(len(records), svc.limits.max_messages_per_request)
     rt.ingest_limiter.take(p.sandbox_id, max(1, len(records)))
     dataset = svc.dataset(p.sandbox_id, dataset_id)
     decided = svc.prepare_records(dataset, records)
@@ -150,12 +150,6 @@ async def post_records(dataset_id: str, request: Request, p: Principal = Depends
     failed = sum(1 for r in results if r["status"] != 200 or r.get("validation") == "failed")
     return json_response({"datasetId": dataset.id, "accepted": len(results) - failed, "failed": failed,
                           "results": results}, 207 if failed else 200)
-
-
-def _too_many(n: int, cap: int) -> Problem:
-    return Problem(413, "too-many-messages", "Too many messages",
-                   f"{n} messages in one request; the limit is {cap}",
-                   [FieldError("/messages", f"at most {cap} items", f"<= {cap} items")])
 
 
 @router.get("/datasets/{dataset_id}/records", summary="Read a dataset's records in ingestion order")

@@ -12,7 +12,7 @@ from wayline.kernel.store import now_ms
 from wayline.kernel.tenancy import Principal
 from wayline.kernel.web import json_response, principal, read_json
 from wayline.platform import datasets as ds
-from wayline.platform.ingestion import new_xaction_id, violations_problem
+from wayline.platform.ingestion import new_xaction_id, too_many_messages, violations_problem
 
 router = APIRouter(tags=["ingestion"])
 
@@ -64,9 +64,7 @@ async def collect_batch(inlet_id: str, request: Request, p: Principal = Depends(
                       [FieldError("/messages", "missing or not an array", "array")])
     cap = svc.limits.max_messages_per_request
     if len(messages) > cap:
-        raise Problem(413, "too-many-messages", "Too many messages",
-                      f"{len(messages)} messages in one request; the limit is {cap}",
-                      [FieldError("/messages", f"at most {cap} items", f"<= {cap} items")])
+        raise too_many_messages(len(messages), cap)
     rt.ingest_limiter.take(p.sandbox_id, max(1, len(messages)))
     inlet = svc.inlet(p.sandbox_id, inlet_id)
     responses: list[dict[str, Any]] = []

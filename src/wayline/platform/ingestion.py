@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from wayline.config import Limits
-from wayline.kernel.problems import FieldError, Problem, pointer
+from wayline.kernel.problems import FieldError, Problem
 from wayline.kernel.store import insert_ignore
 from wayline.platform import tables as t
 from wayline.platform.datasets import Dataset
@@ -203,8 +203,9 @@ def violations_problem(violations: list[dict[str, Any]], failed_record_id: int |
                    errors, extra={"violations": violations, "failedRecordId": failed_record_id})
 
 
-def message_pointer(index: int) -> str:
-    return pointer(["messages", index])
+def too_many_messages(n: int, cap: int) -> Problem:
+    return Problem(413, "too-many-messages", "Too many messages", f"{n} messages in one request; the limit is {cap}",
+                   [FieldError("/messages", f"at most {cap} items", f"<= {cap} items")])
 
 
 def count_records(conn: Connection, dataset_id: str) -> int:
