@@ -61,3 +61,83 @@ idempotency = sa.Table(
     sa.Column("body", JSONDoc),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
 )
+
+
+# -- the event backbone (outbox.py, consumers.py, timers.py) ----------------------------------------
+
+BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+# Every message that must cause work elsewhere, written in the transaction that caused it. The table
+# is also the durable log consumers read from: the bus only carries notifications and copies.
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(600), nullable=False),  # ordering key: sandbox|namespace|identity value
+    sa.Column("seq", sa.BigInteger, nullable=False),  # 1, 2, 3 … per (stream, key)
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("payload", JSONDoc, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("published_ms", sa.BigInteger, nullable=True),  # handed to the external bus (NATS)
+    sa.UniqueConstraint("stream", "key", "seq"),
+    sa.Index("ix_outbox_stream_id", "stream", "id"),
+    sa.Index("ix_outbox_unpublished", "published_ms", "id"),
+)
+
+# The last sequence number given to each key of each stream.
+stream_keys = sa.Table(
+    "stream_keys", metadata,
+    sa.Column("stream", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(600), primary_key=True),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+)
+
+# Inbox: per consumer and key, the last sequence applied. Applying a message and moving this mark
+# happen in one transaction, so a redelivered message is recognised and skipped.
+inbox = sa.Table(
+    "inbox", metadata,
+    sa.Column("consumer", sa.String(100), primary_key=True),
+    sa.Column("stream", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(600), primary_key=True),
+    sa.Column("applied_seq", sa.BigInteger, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+
+# How far each consumer has read a stream's log (embedded mode reads the outbox directly).
+consumer_offsets = sa.Table(
+    "consumer_offsets", metadata,
+    sa.Column("consumer", sa.String(100), primary_key=True),
+    sa.Column("stream", sa.String(64), primary_key=True),
+    sa.Column("last_id", sa.BigInteger, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+
+# A key whose next message kept failing: held here, visible and replayable; other keys go on.
+parked = sa.Table(
+    "parked_keys", metadata,
+    sa.Column("consumer", sa.String(100), primary_key=True),
+    sa.Column("stream", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(600), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),  # the message that failed
+    sa.Column("message_id", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("parked_ms", sa.BigInteger, nullable=False),
+)
+
+# Durable timers: claimed with a lease, fired into their key's ordered stream.
+timers = sa.Table(
+    "timers", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(600), nullable=False),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("payload", JSONDoc, nullable=False),
+    sa.Column("due_ms", sa.BigInteger, nullable=False),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until_ms", sa.BigInteger, nullable=True),
+    sa.Column("fired_ms", sa.BigInteger, nullable=True),
+    sa.Column("lateness_ms", sa.BigInteger, nullable=True),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_timers_due", "fired_ms", "due_ms"),
+)

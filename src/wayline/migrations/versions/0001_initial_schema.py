@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 20:36:47.550073
+Create Date: 2026-12-04 21:08:45.110787
 """
 from alembic import op
 import sqlalchemy as sa
@@ -59,6 +59,13 @@ def upgrade() -> None:
     with op.batch_alter_table('batches', schema=None) as batch_op:
         batch_op.create_index('ix_batches_dataset', ['dataset_id', 'created_ms'], unique=False)
 
+    op.create_table('consumer_offsets',
+    sa.Column('consumer', sa.String(length=100), nullable=False),
+    sa.Column('stream', sa.String(length=64), nullable=False),
+    sa.Column('last_id', sa.BigInteger(), nullable=False),
+    sa.Column('updated_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('consumer', 'stream', name=op.f('pk_consumer_offsets'))
+    )
     op.create_table('datasets',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('sandbox_id', sa.String(length=64), nullable=False),
@@ -101,6 +108,14 @@ def upgrade() -> None:
     sa.Column('created_ms', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('sandbox_id', 'key', name=op.f('pk_idempotency_keys'))
     )
+    op.create_table('inbox',
+    sa.Column('consumer', sa.String(length=100), nullable=False),
+    sa.Column('stream', sa.String(length=64), nullable=False),
+    sa.Column('key', sa.String(length=600), nullable=False),
+    sa.Column('applied_seq', sa.BigInteger(), nullable=False),
+    sa.Column('updated_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('consumer', 'stream', 'key', name=op.f('pk_inbox'))
+    )
     op.create_table('inlets',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('sandbox_id', sa.String(length=64), nullable=False),
@@ -116,6 +131,33 @@ def upgrade() -> None:
     sa.Column('tenant_id', sa.String(length=64), nullable=False),
     sa.Column('created_ms', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_organizations'))
+    )
+    op.create_table('outbox',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('stream', sa.String(length=64), nullable=False),
+    sa.Column('key', sa.String(length=600), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('type', sa.String(length=100), nullable=False),
+    sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
+    sa.Column('published_ms', sa.BigInteger(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
+    sa.UniqueConstraint('stream', 'key', 'seq', name=op.f('uq_outbox_stream_key_seq'))
+    )
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_outbox_stream_id', ['stream', 'id'], unique=False)
+        batch_op.create_index('ix_outbox_unpublished', ['published_ms', 'id'], unique=False)
+
+    op.create_table('parked_keys',
+    sa.Column('consumer', sa.String(length=100), nullable=False),
+    sa.Column('stream', sa.String(length=64), nullable=False),
+    sa.Column('key', sa.String(length=600), nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('message_id', sa.BigInteger(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('error', sa.Text(), nullable=False),
+    sa.Column('parked_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('consumer', 'stream', 'key', name=op.f('pk_parked_keys'))
     )
     op.create_table('records',
     sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -157,6 +199,29 @@ def upgrade() -> None:
     sa.Column('updated_ms', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('sandbox_id', 'uri', name=op.f('pk_schema_resources'))
     )
+    op.create_table('stream_keys',
+    sa.Column('stream', sa.String(length=64), nullable=False),
+    sa.Column('key', sa.String(length=600), nullable=False),
+    sa.Column('last_seq', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('stream', 'key', name=op.f('pk_stream_keys'))
+    )
+    op.create_table('timers',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('stream', sa.String(length=64), nullable=False),
+    sa.Column('key', sa.String(length=600), nullable=False),
+    sa.Column('type', sa.String(length=100), nullable=False),
+    sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('due_ms', sa.BigInteger(), nullable=False),
+    sa.Column('lease_owner', sa.String(length=64), nullable=True),
+    sa.Column('lease_until_ms', sa.BigInteger(), nullable=True),
+    sa.Column('fired_ms', sa.BigInteger(), nullable=True),
+    sa.Column('lateness_ms', sa.BigInteger(), nullable=True),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_timers'))
+    )
+    with op.batch_alter_table('timers', schema=None) as batch_op:
+        batch_op.create_index('ix_timers_due', ['fired_ms', 'due_ms'], unique=False)
+
     op.create_table('sandboxes',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('org_id', sa.String(length=64), nullable=False),
@@ -186,6 +251,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('api_keys')
     op.drop_table('sandboxes')
+    with op.batch_alter_table('timers', schema=None) as batch_op:
+        batch_op.drop_index('ix_timers_due')
+
+    op.drop_table('timers')
+    op.drop_table('stream_keys')
     op.drop_table('schema_resources')
     with op.batch_alter_table('schema_descriptors', schema=None) as batch_op:
         batch_op.drop_index('ix_descriptors_schema')
@@ -195,8 +265,15 @@ def downgrade() -> None:
         batch_op.drop_index('ix_records_batch')
 
     op.drop_table('records')
+    op.drop_table('parked_keys')
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_unpublished')
+        batch_op.drop_index('ix_outbox_stream_id')
+
+    op.drop_table('outbox')
     op.drop_table('organizations')
     op.drop_table('inlets')
+    op.drop_table('inbox')
     op.drop_table('idempotency_keys')
     with op.batch_alter_table('failed_records', schema=None) as batch_op:
         batch_op.drop_index('ix_failed_dataset_status')
@@ -206,6 +283,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_datasets_sandbox')
 
     op.drop_table('datasets')
+    op.drop_table('consumer_offsets')
     with op.batch_alter_table('batches', schema=None) as batch_op:
         batch_op.drop_index('ix_batches_dataset')
 

@@ -1,0 +1,175 @@
+"""The event backbone, assembled: subscriptions, timers and (in scale-out) the relay to a bus.
+
+Embedded, consumers read the outbox log directly; `step()` does one round of everything that is due
+(fire due timers, apply each subscription's next messages), each round in units of work on the store.
+`run_until_idle()` repeats until nothing moves, and with a VirtualClock `advance(ms)` moves time to
+each due timer in turn, so a test that waits 30 days runs in milliseconds, deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy.engine import Connection
+
+from wayline.kernel import consumers, timers
+from wayline.kernel import tables as t
+from wayline.kernel.clock import Clock, VirtualClock
+from wayline.kernel.consumers import Applier, Handler, Subscription
+from wayline.kernel.store import Store
+
+APPLIED = Counter("wayline_backbone_applied_total", "messages applied", ["consumer", "stream"])
+REDELIVERED = Counter("wayline_backbone_redeliveries_total", "redelivered messages skipped", ["consumer", "stream"])
+LAG = Gauge("wayline_backbone_lag_messages", "messages in the log not yet read", ["consumer", "stream"])
+OLDEST = Gauge("wayline_backbone_oldest_pending_seconds", "age of the oldest unread message", ["consumer", "stream"])
+PARKED = Gauge("wayline_backbone_parked_keys", "parked keys", ["consumer"])
+TIMERS_FIRED = Counter("wayline_timers_fired_total", "timers fired")
+LATENESS = Histogram("wayline_timer_lateness_seconds", "how late timers fired",
+                     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300))
+
+
+class Backbone:
+    def __init__(self, store: Store, clock: Clock | None = None, *, lease_ms: int = 30_000, batch: int = 500,
+                 poll_seconds: float = 0.05) -> None:
+        self.store = store
+        self.clock = clock or Clock()
+        self.lease_ms = lease_ms
+        self.batch = batch
+        self.poll_seconds = poll_seconds
+        self.owner = timers.new_owner()
+        self.appliers: list[Applier] = []
+        self._wake: asyncio.Event | None = None
+
+    def subscribe(self, consumer: str, stream: str, handler: Handler, *, max_attempts: int = 5) -> Applier:
+        """Apply every message of `stream` with `handler(conn, message)`, in per-key order, exactly once."""
+        a = Applier(Subscription(consumer, stream, handler, max_attempts))
+        self.appliers.append(a)
+        return a
+
+    # -- one round ---------------------------------------------------------------------------------
+
+    def _fire_due(self, conn: Connection) -> int:
+        now = self.clock.now_ms()
+        claimed = timers.claim(conn, owner=self.owner, now_ms=now, lease_ms=self.lease_ms, limit=self.batch)
+        return len(claimed)
+
+    def _fire_claimed(self, conn: Connection) -> int:
+        now = self.clock.now_ms()
+        rows = conn.execute(sa.select(t.timers.c.id, t.timers.c.stream, t.timers.c.key, t.timers.c.type,
+                                      t.timers.c.payload, t.timers.c.due_ms)
+                            .where(t.timers.c.lease_owner == self.owner, t.timers.c.fired_ms.is_(None))
+                            .order_by(t.timers.c.due_ms, t.timers.c.id).limit(self.batch)).all()
+        fired = 0
+        for r in rows:
+            timer = timers.Timer(*r)
+            if timers.fire(conn, timer, owner=self.owner, now_ms=now) is not None:
+                fired += 1
+                TIMERS_FIRED.inc()
+                LATENESS.observe(max(0, now - timer.due_ms) / 1000)
+        return fired
+
+    def _read(self, conn: Connection, applier: Applier) -> int:
+        before_applied, before_dup = applier.applied, applier.redeliveries
+        n = consumers.read_log(conn, applier, now_ms=self.clock.now_ms(), limit=self.batch)
+        s = applier.sub
+        APPLIED.labels(s.consumer, s.stream).inc(applier.applied - before_applied)
+        REDELIVERED.labels(s.consumer, s.stream).inc(applier.redeliveries - before_dup)
+        return n
+
+    def step(self) -> int:
+        """One round on the calling thread: claim and fire due timers, then read each subscription."""
+        moved = self.store.run(self._fire_due)
+        moved += self.store.run(self._fire_claimed)
+        for a in self.appliers:
+            moved += self.store.run(self._read, a)
+        return moved
+
+    def run_until_idle(self, max_rounds: int = 100_000) -> int:
+        total = 0
+        for _ in range(max_rounds):
+            n = self.step()
+            total += n
+            if n == 0:
+                return total
+        raise RuntimeError("the backbone did not settle")
+
+    def advance(self, ms: int) -> int:
+        """VirtualClock only: move time forward by `ms`, firing each timer at its due time, in order."""
+        if not isinstance(self.clock, VirtualClock):
+            raise TypeError("advance() needs a VirtualClock")
+        target = self.clock.now_ms() + ms
+        total = self.run_until_idle()
+        while True:
+            due = self.store.read_sync(timers.next_due)
+            if due is None or due > target:
+                break
+            self.clock.set(max(due, self.clock.now_ms()))
+            total += self.run_until_idle()
+        self.clock.set(target)
+        return total + self.run_until_idle()
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Something was written to the outbox: read now rather than at the next poll."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run rounds until `stop` is set, on the store's writer threads."""
+        self._wake = asyncio.Event()
+        while not stop.is_set():
+            moved = await self.store.write(self._fire_due)
+            moved += await self.store.write(self._fire_claimed)
+            for a in self.appliers:
+                moved += await self.store.write(self._read, a)
+            if moved:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    # -- operations --------------------------------------------------------------------------------
+
+    def replay(self, consumer: str, key: str) -> dict[str, Any]:
+        for a in self.appliers:
+            if a.sub.consumer == consumer:
+                now = self.clock.now_ms()
+                return self.store.run(lambda c: a.replay(c, key, now_ms=now))
+        return {"replayed": 0, "parked": False, "found": False}
+
+    def status(self) -> dict[str, Any]:
+        """Per subscription: log lag, oldest unread age, parked keys, redeliveries; and the timers."""
+        now = self.clock.now_ms()
+
+        def q(conn: Connection) -> dict[str, Any]:
+            subs = []
+            for a in self.appliers:
+                s = a.sub
+                offset = consumers.read_offset(conn, s.consumer, s.stream)
+                lag, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(t.outbox.c.created_ms)).where(
+                    t.outbox.c.stream == s.stream, t.outbox.c.id > offset)).one()
+                parked = conn.execute(sa.select(sa.func.count()).select_from(t.parked).where(
+                    t.parked.c.consumer == s.consumer, t.parked.c.stream == s.stream)).scalar_one()
+                age = (now - oldest) / 1000 if oldest else 0.0
+                LAG.labels(s.consumer, s.stream).set(lag)
+                OLDEST.labels(s.consumer, s.stream).set(age)
+                PARKED.labels(s.consumer).set(parked)
+                subs.append({"consumer": s.consumer, "stream": s.stream, "offset": offset, "lag": lag,
+                             "oldestPendingSeconds": age, "parked": parked, "applied": a.applied,
+                             "redeliveries": a.redeliveries})
+            pending = timers.pending_count(conn)
+            due = conn.execute(sa.select(sa.func.count()).select_from(t.timers).where(
+                t.timers.c.fired_ms.is_(None), t.timers.c.due_ms <= now)).scalar_one()
+            late = conn.execute(sa.select(sa.func.max(t.timers.c.lateness_ms), sa.func.avg(t.timers.c.lateness_ms))
+                                .where(t.timers.c.fired_ms.is_not(None))).one()
+            return {"subscriptions": subs, "timers": {"pending": pending, "due": due,
+                                                      "maxLatenessMs": late[0] or 0,
+                                                      "avgLatenessMs": float(late[1] or 0)}}
+
+        return self.store.read_sync(q)

@@ -1,0 +1,97 @@
+"""The outbox: messages that are published if and only if the transaction that wrote them commits.
+
+`add(conn, …)` runs inside a unit of work. It gives the message the next sequence number of its
+ordering key and writes it to the `outbox` table, which is also the durable log consumers read: in
+the embedded default they read it directly; in scale-out a relay copies it to NATS JetStream (with
+`Nats-Msg-Id` = the outbox id, so a re-publish is dropped) and consumers still fill any gap from it.
+
+On PostgreSQL, concurrent transactions could commit outbox ids out of order, and a reader that
+follows ids could step over one that commits late. A transaction-scoped advisory lock taken before
+the first outbox insert makes commit order equal id order; SQLite has one writer and needs none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from wayline.kernel import tables as t
+
+_PG_OUTBOX_LOCK = 0x5761796C  # "Wayl"
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    stream: str
+    key: str
+    seq: int
+    type: str
+    payload: Any
+    created_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "stream": self.stream, "key": self.key, "seq": self.seq, "type": self.type,
+                "payload": self.payload, "created_ms": self.created_ms}
+
+    @staticmethod
+    def from_row(r: Any) -> Message:
+        m = getattr(r, "_mapping", r)
+        return Message(m["id"], m["stream"], m["key"], m["seq"], m["type"], m["payload"], m["created_ms"])
+
+
+def ordering_key(sandbox_id: str, namespace: str, value: str) -> str:
+    """The ordering key of ARCHITECTURE.md: (sandbox, namespace, identity value)."""
+    return f"{sandbox_id}|{namespace}|{value}"
+
+
+def _next_seq(conn: Connection, stream: str, key: str) -> int:
+    ins = (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(t.stream_keys)
+    stmt = ins.values(stream=stream, key=key, last_seq=1).on_conflict_do_update(
+        index_elements=["stream", "key"], set_={"last_seq": t.stream_keys.c.last_seq + 1}
+    ).returning(t.stream_keys.c.last_seq)
+    return conn.execute(stmt).scalar_one()
+
+
+def add(conn: Connection, *, stream: str, key: str, type: str, payload: Any, now_ms: int) -> Message:
+    """Write a message in the caller's transaction; it exists for everyone once that commits."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_OUTBOX_LOCK})
+    seq = _next_seq(conn, stream, key)
+    mid = conn.execute(t.outbox.insert().values(stream=stream, key=key, seq=seq, type=type, payload=payload,
+                                                created_ms=now_ms).returning(t.outbox.c.id)).scalar_one()
+    return Message(mid, stream, key, seq, type, payload, now_ms)
+
+
+def add_many(conn: Connection, messages: list[tuple[str, str, str, Any]], *, now_ms: int) -> list[Message]:
+    """`add` for several (stream, key, type, payload) at once, in order."""
+    return [add(conn, stream=s, key=k, type=ty, payload=p, now_ms=now_ms) for s, k, ty, p in messages]
+
+
+def read_after(conn: Connection, stream: str, after_id: int, limit: int) -> list[Message]:
+    rows = conn.execute(sa.select(t.outbox).where(t.outbox.c.stream == stream, t.outbox.c.id > after_id)
+                        .order_by(t.outbox.c.id).limit(limit)).all()
+    return [Message.from_row(r) for r in rows]
+
+
+def read_key(conn: Connection, stream: str, key: str, after_seq: int, upto_seq: int | None = None) -> list[Message]:
+    """A key's messages after `after_seq` (up to `upto_seq`), in sequence: how gaps are filled."""
+    q = sa.select(t.outbox).where(t.outbox.c.stream == stream, t.outbox.c.key == key, t.outbox.c.seq > after_seq)
+    if upto_seq is not None:
+        q = q.where(t.outbox.c.seq <= upto_seq)
+    return [Message.from_row(r) for r in conn.execute(q.order_by(t.outbox.c.seq)).all()]
+
+
+def unpublished(conn: Connection, limit: int) -> list[Message]:
+    rows = conn.execute(sa.select(t.outbox).where(t.outbox.c.published_ms.is_(None))
+                        .order_by(t.outbox.c.id).limit(limit)).all()
+    return [Message.from_row(r) for r in rows]
+
+
+def mark_published(conn: Connection, ids: list[int], now_ms: int) -> None:
+    if ids:
+        conn.execute(t.outbox.update().where(t.outbox.c.id.in_(ids)).values(published_ms=now_ms))
