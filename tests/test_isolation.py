@@ -33,7 +33,8 @@ def _prod(client):
     batch = client.post("/batches", json={"datasetId": ds["id"], "inputFormat": {"format": "json"}}).json()
     key = client.post("/keys", json={"role": "read"}).json()["id"]
     return {"schema": schema, "fieldgroup": fieldgroups[0]["$id"], "dataset": ds["id"], "inlet": inlet["id"],
-            "failed": failed, "batch": batch["id"], "key": key}
+            "failed": failed, "batch": batch["id"], "key": key,
+            "sandbox": client.get("/sandbox").json()["sandbox"]["id"]}
 
 
 def _snapshot(client, ids):
@@ -76,6 +77,7 @@ def test_every_route_keeps_sandboxes_apart(client, other_sandbox_key):
         ("post", "/schemaregistry/tenant/{kinds}"): schema_body,
         ("put", "/schemaregistry/tenant/{kinds}/{ident}"): schema_body,
         ("patch", "/schemaregistry/tenant/{kinds}/{ident}"): [{"op": "replace", "path": "/title", "value": "y"}],
+        ("post", "/backbone/parked/replay"): {"consumer": "test", "key": f"{ids['sandbox']}|Email|a@b.c"},
     }
     before = _snapshot(client, ids)
     other = {"Authorization": f"Bearer {other_sandbox_key}"}

@@ -26,7 +26,7 @@ def _runtime(roles: tuple[str, ...] | None = None):
 
     settings = Settings()
     configure_logging(settings)
-    return Runtime(settings, roles=roles or ROLES)
+    return Runtime(settings, roles=ROLES if roles is None else roles)
 
 
 @app.command()
@@ -44,6 +44,7 @@ def _serve(roles: tuple[str, ...], host: str | None, port: int | None) -> None:
     from wayline.runtime import build_app
 
     rt = _runtime(roles)
+    rt.background = True
     rt.migrate()
     key = rt.bootstrap()
     if key:
@@ -126,6 +127,85 @@ def sandboxes_list() -> None:
     for sb in rt.store.read_sync(tenancy.list_sandboxes):
         console.print(f"{sb.name}\t{sb.type}\t{sb.id}")
     rt.close()
+
+
+@app.command()
+def worker(role: list[str] = typer.Option(["platform", "journeys", "messaging"], help="roles whose work to run")) -> None:
+    """Run the backbone's work (timers, consumers, relay) without serving HTTP, until SIGTERM or Ctrl-C."""
+    import asyncio
+    import signal
+
+    rt = _runtime(tuple(role))
+    rt.migrate()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        console.print(f"worker {rt.backbone.owner} running {len(rt.backbone.appliers)} subscription(s)")
+        await rt.backbone.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        rt.close()
+
+
+backbone_app = typer.Typer(no_args_is_help=True, help="The event backbone: lag, parked keys, replay.")
+app.add_typer(backbone_app, name="backbone")
+
+
+@backbone_app.command("status")
+def backbone_status(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Per subscription: lag, oldest pending age, parked keys, redeliveries; and the timers."""
+    import orjson
+    from rich.table import Table
+
+    rt = _runtime()
+    status = rt.backbone.status()
+    rt.close()
+    if as_json:
+        print(orjson.dumps(status).decode())
+        return
+    table = Table("consumer", "stream", "offset", "lag", "oldest pending (s)", "parked")
+    for s in status["subscriptions"]:
+        table.add_row(s["consumer"], s["stream"], str(s["offset"]), str(s["lag"]),
+                      f"{s['oldestPendingSeconds']:.1f}", str(s["parked"]))
+    console.print(table)
+    tm = status["timers"]
+    console.print(f"timers: {tm['pending']} pending, {tm['due']} due now, "
+                  f"lateness max {tm['maxLatenessMs']} ms, avg {tm['avgLatenessMs']:.0f} ms")
+
+
+@backbone_app.command("parked")
+def backbone_parked(consumer: str = typer.Option(None, help="only this consumer")) -> None:
+    """Keys whose next message kept failing, with the error."""
+    from rich.table import Table
+
+    from wayline.kernel.consumers import parked_keys
+
+    rt = _runtime()
+    rows = rt.store.read_sync(lambda c: parked_keys(c, consumer=consumer, limit=1000))
+    rt.close()
+    table = Table("consumer", "stream", "key", "seq", "attempts", "error")
+    for r in rows:
+        table.add_row(r["consumer"], r["stream"], r["key"], str(r["seq"]), str(r["attempts"]), r["error"])
+    console.print(table if rows else "no parked keys")
+
+
+@backbone_app.command("replay")
+def backbone_replay(consumer: str = typer.Option(...), key: str = typer.Option(...)) -> None:
+    """Unpark a key and apply what waited for it, in order."""
+    rt = _runtime()
+    out = rt.backbone.replay(consumer, key)
+    rt.close()
+    if not out["found"]:
+        err.print(f"[red]no parked key {key!r} for consumer {consumer!r}[/]")
+        raise typer.Exit(1)
+    console.print(f"replayed {out['replayed']} message(s)" + (" — parked again" if out["parked"] else ""))
+    if out["parked"]:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ HTTP app over them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 import secrets
 import sys
 from dataclasses import dataclass, field
@@ -19,6 +22,8 @@ from fastapi import FastAPI
 from wayline import __version__
 from wayline.config import Settings
 from wayline.kernel import tenancy
+from wayline.kernel.backbone import Backbone
+from wayline.kernel.clock import Clock
 from wayline.kernel.store import Store
 from wayline.kernel.web import ORJSONResponse, RateLimiter, install_problem_handlers
 
@@ -48,6 +53,9 @@ class Runtime:
     verifier: tenancy.KeyVerifier = field(init=False)
     ingest_limiter: RateLimiter = field(init=False)
     platform: Any = field(init=False, default=None)
+    clock: Clock = field(default_factory=Clock)
+    background: bool = False  # run the backbone (timers, consumers) inside the API process
+    backbone: Backbone = field(init=False)
 
     def __post_init__(self) -> None:
         path = self.settings.sqlite_path()
@@ -57,6 +65,7 @@ class Runtime:
         self.verifier = tenancy.KeyVerifier(self.store, self.settings.api_key_cache_seconds)
         limits = self.settings.limits
         self.ingest_limiter = RateLimiter(limits.ingest_rate_per_s, limits.ingest_burst)
+        self.backbone = Backbone(self.store, self.clock)
         if "platform" in self.roles:
             from wayline.platform.service import PlatformService
 
@@ -104,7 +113,18 @@ def build_app(runtime: Runtime) -> FastAPI:
     from wayline.kernel.idempotency import IdempotencyMiddleware
     from wayline.kernel.metrics import MetricsMiddleware
 
-    app = FastAPI(title="Wayline", version=__version__, default_response_class=ORJSONResponse,
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.backbone.run(stop)) if runtime.background else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+
+    app = FastAPI(title="Wayline", version=__version__, default_response_class=ORJSONResponse, lifespan=lifespan,
                   description="Customer data platform, journey orchestrator and real-time messaging.")
     app.state.runtime = runtime
     install_problem_handlers(app)

@@ -34,7 +34,10 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", tags=["operations"], summary="Prometheus metrics")
-async def prometheus() -> Response:
+async def prometheus(request: Request) -> Response:
+    import asyncio
+
+    await asyncio.to_thread(request.app.state.runtime.backbone.status)  # refreshes the backbone's gauges
     body, ctype = metrics.render()
     return Response(body, media_type=ctype)
 
@@ -93,3 +96,40 @@ async def audit_log(request: Request, p: Principal = Depends(principal),
                                      "before": r["before"], "after": r["after"], "atMs": r["at_ms"]})
 
     return await request.app.state.runtime.store.read(q)
+
+
+@router.get("/backbone/status", tags=["operations"], summary="Backbone lag, parked keys, redeliveries, timers")
+async def backbone_status(request: Request, p: Principal = Depends(principal)) -> dict[str, Any]:
+    p.require("admin")
+    import asyncio
+
+    return await asyncio.to_thread(request.app.state.runtime.backbone.status)
+
+
+@router.get("/backbone/parked", tags=["operations"], summary="This sandbox's parked keys")
+async def backbone_parked(request: Request, p: Principal = Depends(principal)) -> dict[str, Any]:
+    p.require("admin")
+    from wayline.kernel.consumers import parked_keys
+
+    rows = await request.app.state.runtime.store.read(lambda c: parked_keys(c, limit=1000))
+    return {"items": [r for r in rows if r["key"].startswith(p.sandbox_id + "|")], "next": None}
+
+
+class ReplayIn(BaseModel):
+    consumer: str
+    key: str
+
+
+@router.post("/backbone/parked/replay", tags=["operations"], summary="Unpark a key and apply what waited")
+async def backbone_replay(body: ReplayIn, request: Request, p: Principal = Depends(principal)) -> dict[str, Any]:
+    p.require("admin")
+    import asyncio
+
+    from wayline.kernel.problems import not_found
+
+    if not body.key.startswith(p.sandbox_id + "|"):
+        raise not_found("parked key", body.key)
+    out = await asyncio.to_thread(request.app.state.runtime.backbone.replay, body.consumer, body.key)
+    if not out["found"]:
+        raise not_found("parked key", body.key)
+    return out

@@ -1,0 +1,74 @@
+"""The platform's published events: versioned schemas other products may rely on.
+
+They travel on the event backbone (kernel/outbox.py), keyed by (sandbox, namespace, identity value)
+so that everything about one person is applied in order. A change to a contract is additive within
+a `schemaVersion`; anything else is a new version, and consumers accept every version they know.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROFILE_STREAM = "platform.profiles"
+SEGMENT_STREAM = "platform.segments"
+
+PROFILE_CHANGED = "platform.profile.changed"
+SEGMENT_QUALIFICATION = "platform.segment.qualification"
+
+
+class Identity(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    namespace: str = Field(..., description="namespace code, e.g. Email")
+    id: str
+
+
+class ProfileChangedV1(BaseModel):
+    """A merged profile changed: a new fragment, a new or removed identity link, a deletion, an overflow."""
+
+    model_config = ConfigDict(extra="forbid")
+    schemaVersion: Literal[1] = 1
+    type: Literal["platform.profile.changed"] = PROFILE_CHANGED
+    sandboxId: str
+    profileId: str = Field(..., description="stable id of the merged profile (its identity graph)")
+    identity: Identity = Field(..., description="the identity the ordering key is built from")
+    changes: list[Literal["fragment", "event", "link", "unlink", "delete", "overflow"]] = Field(..., min_length=1)
+    datasetId: str | None = None
+    recordId: str | None = None
+    fields: list[str] = Field(default_factory=list, description="attribute paths that changed, when known")
+    atMs: int
+
+
+class SegmentQualificationV1(BaseModel):
+    """A profile entered (realized) or left (exited) a segment."""
+
+    model_config = ConfigDict(extra="forbid")
+    schemaVersion: Literal[1] = 1
+    type: Literal["platform.segment.qualification"] = SEGMENT_QUALIFICATION
+    sandboxId: str
+    segmentId: str
+    profileId: str
+    identity: Identity
+    status: Literal["realized", "exited"]
+    lastQualificationTime: str = Field(..., description="ISO 8601")
+
+
+EVENTS: dict[tuple[str, int], type[BaseModel]] = {
+    (PROFILE_CHANGED, 1): ProfileChangedV1,
+    (SEGMENT_QUALIFICATION, 1): SegmentQualificationV1,
+}
+
+
+def parse(type_: str, payload: dict[str, Any]) -> BaseModel:
+    """The typed event for an outbox message's type and payload; raises ValueError for unknown ones."""
+    version = payload.get("schemaVersion", 1)
+    model = EVENTS.get((type_, version))
+    if model is None:
+        raise ValueError(f"unknown event {type_!r} version {version!r}")
+    return model.model_validate(payload)
+
+
+def json_schemas() -> dict[str, Any]:
+    """Every contract as JSON Schema, for docs and for other languages."""
+    return {f"{name}/v{version}": model.model_json_schema() for (name, version), model in EVENTS.items()}
