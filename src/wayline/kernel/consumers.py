@@ -28,6 +28,36 @@ from wayline.kernel.outbox import Message
 Handler = Callable[[Connection, Message], Any]
 
 
+_BSTMTS: dict[tuple[str, str], Any] = {}
+
+
+def _bstmt(conn: Connection, name: str) -> Any:
+    dialect = conn.dialect.name
+    got = _BSTMTS.get((dialect, name))
+    if got is not None:
+        return got
+    ins = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    c, st, keys = sa.bindparam("consumer"), sa.bindparam("stream"), sa.bindparam("keys", expanding=True)
+    if name == "states":
+        got = sa.select(t.inbox.c.key, t.inbox.c.applied_seq).where(
+            t.inbox.c.consumer == c, t.inbox.c.stream == st, t.inbox.c.key.in_(keys))
+        if dialect == "postgresql":
+            got = got.order_by(t.inbox.c.key).with_for_update()
+    elif name == "parked":
+        got = sa.select(t.parked.c.key).where(t.parked.c.consumer == c, t.parked.c.stream == st,
+                                              t.parked.c.key.in_(keys))
+    elif name == "mark":
+        stmt = ins(t.inbox).values(consumer=c, stream=st, key=sa.bindparam("key"),
+                                   applied_seq=sa.bindparam("seq"), updated_ms=sa.bindparam("now"))
+        got = stmt.on_conflict_do_update(index_elements=["consumer", "stream", "key"],
+                                         set_={"applied_seq": stmt.excluded.applied_seq,
+                                               "updated_ms": stmt.excluded.updated_ms})
+    else:
+        raise KeyError(name)
+    _BSTMTS[(dialect, name)] = got
+    return got
+
+
 class Outcome(enum.Enum):
     APPLIED = "applied"  # this message (and any predecessors it pulled in) took effect now
     DUPLICATE = "duplicate"  # already applied: a redelivery
@@ -113,6 +143,57 @@ class Applier:
         self._mark(conn, msg.key, msg.seq, now_ms)
         return Outcome.APPLIED
 
+    def apply_batch(self, conn: Connection, msgs: list[Message], *, now_ms: int) -> list[Outcome]:
+        """Apply a batch in log order: a few statements for all of it when every key's next message is
+        there and no handler raises; otherwise message by message, as `apply` with `retry_now`."""
+        outs = self._apply_fast(conn, msgs, now_ms)
+        if outs is not None:
+            return outs
+        return [self.apply(conn, m, now_ms=now_ms, retry_now=True) for m in msgs]
+
+    def _apply_fast(self, conn: Connection, msgs: list[Message], now_ms: int) -> list[Outcome] | None:
+        """All of `msgs` in a few statements when every key's next message is there in order and no
+        handler raises; None when the careful path (per message, with savepoints) must do it instead."""
+        s = self.sub
+        keys = list({m.key for m in msgs})
+        args = {"consumer": s.consumer, "stream": s.stream, "keys": keys}
+        if any(m.id in self.attempts for m in msgs):
+            return None
+        parked = set(conn.execute(_bstmt(conn, "parked"), args).scalars().all())
+        state = dict(conn.execute(_bstmt(conn, "states"), args).all())
+        outs: list[Outcome] = []
+        todo: list[Message] = []
+        for m in msgs:
+            applied = state.get(m.key, 0)
+            if m.key in parked:
+                outs.append(Outcome.HELD)
+            elif m.seq <= applied:
+                outs.append(Outcome.DUPLICATE)
+            elif m.seq == applied + 1:
+                state[m.key] = m.seq
+                todo.append(m)
+                outs.append(Outcome.APPLIED)
+            else:
+                return None  # a gap: the careful path pulls the missing messages from the outbox
+        sp = conn.begin_nested()
+        try:
+            for m in todo:
+                self.sub.handler(conn, m)
+        except Exception:
+            sp.rollback()
+            return None
+        sp.commit()
+        marks = {}
+        for m in todo:
+            marks[m.key] = m.seq
+        if marks:
+            rows = [{"consumer": s.consumer, "stream": s.stream, "key": k, "seq": q, "now": now_ms}
+                    for k, q in marks.items()]
+            conn.execute(_bstmt(conn, "mark"), rows if len(rows) > 1 else rows[0])
+        self.applied += len(todo)
+        self.redeliveries += sum(1 for o in outs if o is Outcome.DUPLICATE)
+        return outs
+
     def _set(self, conn: Connection, key: str, seq: int, before: int, now_ms: int) -> None:
         if seq > before:
             self._mark(conn, key, seq, now_ms)
@@ -171,8 +252,7 @@ def read_log(conn: Connection, applier: Applier, *, now_ms: int, limit: int = 50
     s = applier.sub
     after = read_offset(conn, s.consumer, s.stream)
     batch = outbox.read_after(conn, s.stream, after, limit)
-    for m in batch:
-        applier.apply(conn, m, now_ms=now_ms, retry_now=True)
     if batch:
+        applier.apply_batch(conn, batch, now_ms=now_ms)
         write_offset(conn, s.consumer, s.stream, batch[-1].id, now_ms)
     return len(batch)

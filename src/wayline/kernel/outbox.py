@@ -49,33 +49,63 @@ def ordering_key(sandbox_id: str, namespace: str, value: str) -> str:
     return f"{sandbox_id}|{namespace}|{value}"
 
 
-def _next_seq(conn: Connection, stream: str, key: str) -> int:
-    ins = (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(t.stream_keys)
-    stmt = ins.values(stream=stream, key=key, last_seq=1).on_conflict_do_update(
-        index_elements=["stream", "key"], set_={"last_seq": t.stream_keys.c.last_seq + 1}
-    ).returning(t.stream_keys.c.last_seq)
-    return conn.execute(stmt).scalar_one()
+_STMTS: dict[tuple[str, str], Any] = {}
+
+
+def _stmt(conn: Connection, name: str) -> Any:
+    """Statements built once per dialect: building a Core statement per call costs more than running it."""
+    dialect = conn.dialect.name
+    got = _STMTS.get((dialect, name))
+    if got is not None:
+        return got
+    ins = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    if name == "next_seq":
+        stmt = ins(t.stream_keys).values(stream=sa.bindparam("stream"), key=sa.bindparam("key"),
+                                         last_seq=sa.bindparam("n"))
+        stmt = stmt.on_conflict_do_update(index_elements=["stream", "key"],
+                                          set_={"last_seq": t.stream_keys.c.last_seq + stmt.excluded.last_seq})
+        got = stmt.returning(t.stream_keys.c.stream, t.stream_keys.c.key, t.stream_keys.c.last_seq)
+    elif name == "insert":
+        got = t.outbox.insert().returning(t.outbox.c.id, sort_by_parameter_order=True)
+    elif name == "read_after":
+        got = (sa.select(t.outbox).where(t.outbox.c.stream == sa.bindparam("stream"),
+                                         t.outbox.c.id > sa.bindparam("after"))
+               .order_by(t.outbox.c.id).limit(sa.bindparam("limit")))
+    else:
+        raise KeyError(name)
+    _STMTS[(dialect, name)] = got
+    return got
 
 
 def add(conn: Connection, *, stream: str, key: str, type: str, payload: Any, now_ms: int) -> Message:
     """Write a message in the caller's transaction; it exists for everyone once that commits."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_OUTBOX_LOCK})
-    seq = _next_seq(conn, stream, key)
-    mid = conn.execute(t.outbox.insert().values(stream=stream, key=key, seq=seq, type=type, payload=payload,
-                                                created_ms=now_ms).returning(t.outbox.c.id)).scalar_one()
-    return Message(mid, stream, key, seq, type, payload, now_ms)
+    return add_many(conn, [(stream, key, type, payload)], now_ms=now_ms)[0]
 
 
 def add_many(conn: Connection, messages: list[tuple[str, str, str, Any]], *, now_ms: int) -> list[Message]:
-    """`add` for several (stream, key, type, payload) at once, in order."""
-    return [add(conn, stream=s, key=k, type=ty, payload=p, now_ms=now_ms) for s, k, ty, p in messages]
+    """`add` for several (stream, key, type, payload) at once, in order: two statements for the lot."""
+    if not messages:
+        return []
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_OUTBOX_LOCK})
+    counts: dict[tuple[str, str], int] = {}
+    for s, k, _, _ in messages:
+        counts[(s, k)] = counts.get((s, k), 0) + 1
+    params = [{"stream": s, "key": k, "n": n} for (s, k), n in counts.items()]
+    rows = conn.execute(_stmt(conn, "next_seq"), params if len(params) > 1 else params[0]).all()
+    nxt = {(r[0], r[1]): r[2] - counts[(r[0], r[1])] + 1 for r in rows}
+    out_rows = []
+    for s, k, ty, p in messages:
+        seq = nxt[(s, k)]
+        nxt[(s, k)] = seq + 1
+        out_rows.append({"stream": s, "key": k, "seq": seq, "type": ty, "payload": p, "created_ms": now_ms})
+    ids = conn.execute(_stmt(conn, "insert"), out_rows if len(out_rows) > 1 else out_rows[0]).scalars().all()
+    return [Message(i, r["stream"], r["key"], r["seq"], r["type"], r["payload"], now_ms) for i, r in zip(ids, out_rows)]
 
 
 def read_after(conn: Connection, stream: str, after_id: int, limit: int) -> list[Message]:
-    rows = conn.execute(sa.select(t.outbox).where(t.outbox.c.stream == stream, t.outbox.c.id > after_id)
-                        .order_by(t.outbox.c.id).limit(limit)).all()
-    return [Message.from_row(r) for r in rows]
+    rows = conn.execute(_stmt(conn, "read_after"), {"stream": stream, "after": after_id, "limit": limit}).all()
+    return [Message(r.id, r.stream, r.key, r.seq, r.type, r.payload, r.created_ms) for r in rows]
 
 
 def read_key(conn: Connection, stream: str, key: str, after_seq: int, upto_seq: int | None = None) -> list[Message]:

@@ -83,3 +83,17 @@ def pending_count(conn: Connection) -> int:
 
 def next_due(conn: Connection) -> int | None:
     return conn.execute(sa.select(sa.func.min(t.timers.c.due_ms)).where(t.timers.c.fired_ms.is_(None))).scalar()
+
+
+def fire_many(conn: Connection, claimed: list[Timer], *, owner: str, now_ms: int) -> list[Timer]:
+    """`fire` for a batch: one compare-and-set for the lot, then their messages in due order."""
+    if not claimed:
+        return []
+    late = sa.case((t.timers.c.due_ms < now_ms, now_ms - t.timers.c.due_ms), else_=0)
+    ids = set(conn.execute(t.timers.update().where(t.timers.c.id.in_([x.id for x in claimed]),
+                                                   t.timers.c.lease_owner == owner, t.timers.c.fired_ms.is_(None))
+                           .values(fired_ms=now_ms, lateness_ms=late).returning(t.timers.c.id)).scalars().all())
+    fired = [x for x in claimed if x.id in ids]
+    outbox.add_many(conn, [(x.stream, x.key, FIRED, {"timerId": x.id, "dueMs": x.due_ms, "type": x.type,
+                                                     "payload": x.payload}) for x in fired], now_ms=now_ms)
+    return fired
