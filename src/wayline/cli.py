@@ -52,6 +52,13 @@ def _serve(roles: tuple[str, ...], host: str | None, port: int | None) -> None:
                       "Admin API key (shown once, keep it):")
         console.print(key, highlight=False, soft_wrap=True)
     app_ = build_app(rt)
+    if rt.settings.gc_tuning:
+        import gc
+
+        # Request handling allocates many short-lived JSON objects; the cyclic collector scanning the
+        # long-lived start-up heap over and over cost about a quarter of ingestion CPU (bench/ingest.py).
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
     h, p = host or rt.settings.host, port or rt.settings.port
     console.print(f"Wayline listening on http://{h}:{p}  (OpenAPI at /docs)")
     uvicorn.run(app_, host=h, port=p, log_level="warning", access_log=False)

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     organization: str = "wayline"
     tenant_id: str = Field("wayline", description="tenant id: custom fields live under _<tenant_id>")
     sqlite_synchronous: str = Field("NORMAL", description="NORMAL survives crashes; FULL also survives power loss")
+    gc_tuning: bool = Field(True, description="serve with gc.freeze() after start-up and fewer collections "
+                            "(measured: ~25% of ingestion CPU went to the cyclic GC otherwise)")
     limits: Limits = Field(default_factory=Limits)
 
     @classmethod

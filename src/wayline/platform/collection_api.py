@@ -51,10 +51,32 @@ async def delete_inlet(inlet_id: str, request: Request, p: Principal = Depends(p
     return Response(status_code=204)
 
 
-@router.post("/collection/batch/{inlet_id}", summary="Stream many messages; 207 with a status per message")
-async def collect_batch(inlet_id: str, request: Request, p: Principal = Depends(principal),
-                        syncValidation: bool = False) -> Any:
+# The two intake routes are the hot path: they take only the Request and do auth and the query by
+# hand, skipping FastAPI's dependency solver (measured at ~18% of a single-message request).
+_HOT = {"parameters": [{"name": "syncValidation", "in": "query", "required": False,
+                        "schema": {"type": "boolean", "default": False},
+                        "description": "answer 400 with every violation instead of accepting into failed records"}],
+        "security": [{"bearer": []}]}
+
+
+def _sync_validation(request: Request) -> bool:
+    v = request.query_params.get("syncValidation")
+    if v is None:
+        return False
+    if v.lower() in ("true", "1", "yes"):
+        return True
+    if v.lower() in ("false", "0", "no"):
+        return False
+    raise Problem(422, "validation", "Invalid request", "syncValidation is true or false",
+                  [FieldError("query:/syncValidation", "not a boolean", "boolean")])
+
+
+@router.post("/collection/batch/{inlet_id}", summary="Stream many messages; 207 with a status per message",
+             openapi_extra=_HOT)
+async def collect_batch(inlet_id: str, request: Request) -> Any:
+    p = await principal(request)
     p.require("admin", "ingest")
+    syncValidation = _sync_validation(request)
     rt = request.app.state.runtime
     svc = rt.platform
     body = await read_json(request, svc.limits.max_request_bytes)
@@ -94,10 +116,12 @@ async def collect_batch(inlet_id: str, request: Request, p: Principal = Depends(
     return json_response({"inletId": inlet_id, "receivedTimeMs": now_ms(), "responses": responses}, 207)
 
 
-@router.post("/collection/{inlet_id}", summary="Stream one message; 200 once it is durably stored")
-async def collect(inlet_id: str, request: Request, p: Principal = Depends(principal),
-                  syncValidation: bool = False) -> Any:
+@router.post("/collection/{inlet_id}", summary="Stream one message; 200 once it is durably stored",
+             openapi_extra=_HOT)
+async def collect(inlet_id: str, request: Request) -> Any:
+    p = await principal(request)
     p.require("admin", "ingest")
+    syncValidation = _sync_validation(request)
     rt = request.app.state.runtime
     svc = rt.platform
     message = await read_json(request, svc.limits.max_request_bytes)

@@ -25,6 +25,8 @@ from wayline.platform import tables as t
 from wayline.platform.datasets import Dataset
 
 
+# Built once; sort_by_parameter_order makes RETURNING follow the input rows on both databases.
+_INSERT_FAILED = t.failed_records.insert().returning(t.failed_records.c.id, sort_by_parameter_order=True)
 MAX_ID_CHARS = 500  # the records.record_id column
 
 
@@ -175,11 +177,7 @@ def store_prepared(conn: Connection, sandbox_id: str, items: list[Prepared], rec
                  "xaction_id": p.xaction_id, "record_id": p.record_id,
                  "body": p.entity if p.raw is None else None, "raw": p.raw, "errors": p.violations,
                  "status": "failed", "received_ms": received_ms} for _, p in bad]
-        ids = conn.execute(t.failed_records.insert().returning(t.failed_records.c.id), rows).scalars().all() \
-            if len(rows) > 1 else [conn.execute(t.failed_records.insert().returning(t.failed_records.c.id),
-                                                rows[0]).scalar_one()]
-        # RETURNING order matches input order for single-row and multi-row inserts on both databases
-        # as SQLAlchemy's insertmanyvalues sorts the rows back into parameter order.
+        ids = conn.execute(_INSERT_FAILED, rows if len(rows) > 1 else rows[0]).scalars().all()
         failed_ids = {i: fid for (i, _), fid in zip(bad, ids)}
     out = []
     seen: set[tuple[str, str]] = set()
