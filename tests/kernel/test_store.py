@@ -63,3 +63,28 @@ def test_insert_ignore_counts_only_new_rows(store):
     assert store.run(unit) == [("o2",)]
     names = store.read_sync(lambda c: dict(c.execute(sa.select(t.organizations.c.id, t.organizations.c.name)).all()))
     assert names == {"o1": "n", "o2": "new"}
+
+
+def test_coalescer_merges_concurrent_calls_and_isolates_a_failing_one(store):
+    from wayline.kernel.store import Coalescer
+
+    calls = []
+
+    def unit(conn, ids):
+        calls.append(list(ids))
+        for i in ids:
+            if i.startswith("bad"):
+                raise ValueError(i)
+            _add(conn, i)
+        return [f"ok:{i}" for i in ids]
+
+    co = Coalescer(store, unit)
+
+    async def main():
+        return await asyncio.gather(co.submit(["a", "b"]), co.submit(["c"]), co.submit(["bad1"]),
+                                    return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert results[0] == ["ok:a", "ok:b"] and results[1] == ["ok:c"] and isinstance(results[2], ValueError)
+    assert calls[0] == ["a", "b", "c", "bad1"]  # tried together first, then one by one
+    assert _ids(store) == {"a", "b", "c"}

