@@ -138,5 +138,10 @@ def build_app(runtime: Runtime) -> FastAPI:
         for router in platform_api.routers():
             app.include_router(router)
     app.add_middleware(IdempotencyMiddleware, runtime=runtime)
+    if runtime.platform is not None:
+        from wayline.kernel.web import FastPath
+        from wayline.platform import api as platform_api
+
+        app.add_middleware(FastPath, routes=platform_api.fast_routes(), reserved=("/collection/inlets",))
     app.add_middleware(MetricsMiddleware)
     return app

@@ -245,3 +245,18 @@ def test_records_the_database_cannot_hold_are_kept_as_failed_not_500(client, dat
     by_kw = {v["keyword"]: f for f in failed for v in f["errors"]}
     assert "u0000" in by_kw["storage"]["raw"]  # kept, escaped, replayable after correction
     assert by_kw["maxLength"]["record"]["_id"] == "x" * 600
+
+
+def test_the_fast_path_and_the_routed_path_answer_alike(client, dataset, inlet, event_schema):
+    fast = client.post(f"/collection/{inlet['id']}", json=message(event_schema, dataset["id"], event(30)))
+    routed = client.post(f"/collection/{inlet['id']}", json=message(event_schema, dataset["id"], event(31)),
+                         headers={"Idempotency-Key": "k31"})  # an Idempotency-Key takes the routed path
+    assert fast.status_code == routed.status_code == 200
+    assert set(fast.json()) == set(routed.json()) == {"inletId", "xactionId", "receivedTimeMs"}
+    bad_fast = client.post(f"/collection/{inlet['id']}", content=b"{", headers={"content-type": "application/json"})
+    bad_routed = client.post(f"/collection/{inlet['id']}", content=b"{",
+                             headers={"content-type": "application/json", "Idempotency-Key": "k32"})
+    assert bad_fast.json()["type"] == bad_routed.json()["type"] and bad_fast.status_code == 400
+    assert bad_fast.headers["content-type"] == "application/problem+json"
+    text = client.get("/metrics").text
+    assert 'wayline_http_requests_total{method="POST",route="/collection/{inlet_id}",status="200"}' in text

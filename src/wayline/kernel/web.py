@@ -154,3 +154,48 @@ class RateLimiter:
         raise Problem(429, "rate-limited", "Too many requests",
                       f"over the limit of {self.rate:g} messages/s for this sandbox; retry after {wait}s",
                       headers={"Retry-After": str(wait)})
+
+
+class _Route:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+class FastPath:
+    """Sends hot POST routes straight to their handler, past routing and the exception layers.
+
+    `routes` maps a path template `/prefix/{id}` (one trailing parameter) to the route's own handler
+    `handler(param, request)`, so there is one implementation; FastAPI still serves the route (and
+    documents it) whenever this layer steps aside: requests carrying an Idempotency-Key, other
+    methods, other paths. Measured by bench/ingest.py: event-loop CPU per single-message request
+    fell by about three quarters.
+    """
+
+    def __init__(self, app: Any, routes: dict[str, Any], reserved: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.routes = [(t.rsplit("{", 1)[0], _Route(t), h) for t, h in routes.items()]
+        self.reserved = set(reserved)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] not in self.reserved:
+            path: str = scope["path"]
+            for prefix, route, handler in self.routes:
+                if path.startswith(prefix) and "/" not in path[len(prefix):] and len(path) > len(prefix):
+                    if any(k == b"idempotency-key" for k, _ in scope["headers"]):
+                        break
+                    from starlette.requests import Request
+
+                    scope["route"] = route
+                    try:
+                        response = await handler(path[len(prefix):], Request(scope, receive))
+                    except Problem as p:
+                        response = problem_response(p, path)
+                    except Exception:
+                        import structlog
+
+                        structlog.get_logger("wayline.api").exception("unhandled error", path=path)
+                        response = problem_response(Problem(500, "internal", "Internal error",
+                                                            "the server failed; the error is logged"), path)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

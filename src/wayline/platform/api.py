@@ -10,3 +10,11 @@ def routers() -> list[APIRouter]:
     from wayline.platform.schemas import api as schemas_api
 
     return [collection_api.router, catalog_api.router, batch_api.router, schemas_api.router]
+
+
+def fast_routes() -> dict:
+    """The intake routes the kernel's FastPath may serve directly (same handlers as the routers)."""
+    from wayline.platform import collection_api
+
+    return {"/collection/batch/{inlet_id}": collection_api.collect_batch,
+            "/collection/{inlet_id}": collection_api.collect}
