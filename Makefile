@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+CHAOS_ARGS ?=
 
 .PHONY: venv run test bench fuzz chaos lint clean
 
@@ -21,9 +22,21 @@ run: venv
 test: venv
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
+# Streaming-ingestion benchmark (bench/README.md): SQLite, plus PostgreSQL when WAYLINE_BENCH_POSTGRES_URL
+# (or WAYLINE_TEST_POSTGRES_URL) is set. The JSON lands in bench/results/ingest.json only if the run passed.
 bench: venv
 	@mkdir -p bench/results
-	$(BIN)/wayline bench ingest --json | tee bench/results/ingest.json
+	$(BIN)/wayline bench ingest --json > bench/results/ingest.json.tmp
+	@mv bench/results/ingest.json.tmp bench/results/ingest.json
+	@cat bench/results/ingest.json
+	$(BIN)/wayline bench backbone --json > bench/results/backbone.json.tmp
+	@mv bench/results/backbone.json.tmp bench/results/backbone.json
+	@cat bench/results/backbone.json
+
+# The crash harness, full size (docs/backbone.md): 25 rounds of SIGKILL on SQLite, and on PostgreSQL +
+# NATS when a server answers (WAYLINE_TEST_POSTGRES_URL, else 127.0.0.1:5432). One JSON object on stdout.
+chaos: venv
+	$(BIN)/python -m tests.chaos --rounds 25 $(CHAOS_ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests bench

@@ -16,9 +16,11 @@ Each phase has a short warm-up, then runs for `--seconds`. Latency is measured p
 byte of the answer). Afterwards the dataset's record count (GET /catalog/dataSets/{id}) must equal the
 number of records the server acknowledged. One JSON object goes to stdout; everything else to stderr.
 
-`--profile DIR` runs each phase on its own server under pyinstrument (the event-loop thread and every
-store writer thread) and writes DIR/<backend>-<phase>-{loop,writer}.{txt,html} plus a hot-spot summary.
-Profiled figures are slower than unprofiled ones; use them for shares of time, not for throughput.
+`--py-spy DIR` samples the unprofiled server with py-spy during each measured window (the thread holding
+the GIL). `--profile DIR` runs each phase on its own server under pyinstrument (the event-loop thread and
+every store writer thread) and writes DIR/<backend>-<phase>-{loop,writer}.{txt,html} plus a hot-spot
+summary; profiled figures are slower, so use them for shares of time, not for throughput.
+`--server-gc` and `--server-workers` are experiments on the harness's server only (bench/README.md).
 """
 
 from __future__ import annotations
@@ -124,11 +126,16 @@ def worker_app() -> Any:
 
 
 def tune_gc() -> None:
-    """An experiment knob of the harness (the product does neither yet): WAYLINE_BENCH_SERVER_GC=freeze
-    moves everything allocated at start-up out of the collector's sight; `tuned` also collects less often."""
+    """`default` does what `wayline run` does (runtime.tune_gc, per the gc_tuning setting); `off` leaves
+    Python's collector as it is; `freeze` and `tuned` are the harness's experiments."""
     import gc
 
     server_gc = os.environ.get("WAYLINE_BENCH_SERVER_GC", "default")
+    if server_gc == "default":
+        from wayline.config import Settings
+        from wayline.runtime import tune_gc as product_tune_gc
+
+        product_tune_gc(Settings())
     if server_gc in ("freeze", "tuned"):
         gc.collect()
         gc.freeze()
@@ -347,7 +354,11 @@ def start_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "200",
-           "--format", "raw", "--output", str(out), "--nonblocking", "--gil", "--function", "--threads"]
+           "--format", "raw", "--output", str(out), "--function", "--threads"]
+    # Default: only the thread holding the GIL. WAYLINE_BENCH_PY_SPY_ARGS="--idle --native" shows every thread
+    # with C frames (native stacks need py-spy to pause the process at each sample).
+    extra = os.environ.get("WAYLINE_BENCH_PY_SPY_ARGS", "--gil").split()
+    cmd += extra if "--native" in extra else [*extra, "--nonblocking"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -371,7 +382,8 @@ def read_py_spy(path: Path) -> dict[str, Any]:
                 thread = part.split(":", 1)[-1].strip().strip('"') or part
         overall.add(stack, float(count))
         per_thread.setdefault(thread, Tally()).add(stack, float(count))
-    out = {"profiler": "py-spy --gil", "all_threads": overall.report(top=40, unit="samples")}
+    out = {"profiler": "py-spy " + os.environ.get("WAYLINE_BENCH_PY_SPY_ARGS", "--gil"),
+           "all_threads": overall.report(top=40, unit="samples")}
     out["threads"] = {t: round(v.total / (overall.total or 1e-9), 4) for t, v in per_thread.items()}
     return out
 
@@ -1039,7 +1051,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="profile the server with pyinstrument, one server per phase; reports go to DIR")
     p.add_argument("--py-spy", type=Path, default=None, metavar="DIR", dest="py_spy",
                    help="sample the (unprofiled) server with py-spy --gil during each measured window into DIR")
-    p.add_argument("--server-gc", choices=("default", "freeze", "tuned"), default="default",
+    p.add_argument("--server-gc", choices=("default", "off", "freeze", "tuned"), default="default",
                    help="experiment: gc.freeze() in the server after start-up (freeze), and fewer collections (tuned)")
     p.add_argument("--server-workers", type=int, default=1,
                    help="experiment: uvicorn worker processes (each with its own store writer); default 1")

@@ -71,3 +71,34 @@ def ingest(
     if py_spy:
         argv += ["--py-spy", py_spy]
     raise typer.Exit(_load("ingest").main(argv))
+
+
+@bench_app.command("backbone")
+def backbone(
+    json_only: bool = typer.Option(False, "--json", help="print only the JSON object on stdout"),
+    messages: int = typer.Option(50_000, help="messages of the saturated phase"),
+    batch: int = typer.Option(100, help="messages per producer unit of work"),
+    producers: int = typer.Option(4, help="concurrent producers of the saturated phase"),
+    keys: int = typer.Option(1_000, help="ordering keys"),
+    paced_seconds: float = typer.Option(5.0, help="seconds of the paced phase (half the target rate)"),
+    timers: int = typer.Option(50_000, help="timers of the timer phase, all due at once"),
+    pg_workers: int = typer.Option(1, help="worker processes on PostgreSQL + NATS"),
+    phases: str = typer.Option("saturated,paced,timers", help="comma-separated phases"),
+    no_postgres: bool = typer.Option(False, "--no-postgres", help="skip PostgreSQL + NATS even when configured"),
+    postgres_only: bool = typer.Option(False, "--postgres-only", help="skip the embedded mode"),
+    profile: str = typer.Option("", metavar="DIR", help="pyinstrument reports into DIR"),
+) -> None:
+    """Outbox → (NATS) → inbox throughput and latency, and timers fired per second (embedded, and
+    PostgreSQL + NATS when WAYLINE_BENCH_POSTGRES_URL or WAYLINE_TEST_POSTGRES_URL is set)."""
+    argv = ["--messages", str(messages), "--batch", str(batch), "--producers", str(producers), "--keys", str(keys),
+            "--paced-seconds", str(paced_seconds), "--timers", str(timers), "--pg-workers", str(pg_workers),
+            "--phases", phases]
+    if json_only:
+        argv.append("--json")
+    if no_postgres:
+        argv.append("--no-postgres")
+    if postgres_only:
+        argv.append("--postgres-only")
+    if profile:
+        argv += ["--profile", profile]
+    raise typer.Exit(_load("backbone").main(argv))

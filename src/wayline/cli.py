@@ -41,7 +41,7 @@ def migrate() -> None:
 def _serve(roles: tuple[str, ...], host: str | None, port: int | None) -> None:
     import uvicorn
 
-    from wayline.runtime import build_app
+    from wayline.runtime import build_app, tune_gc
 
     rt = _runtime(roles)
     rt.background = True
@@ -52,13 +52,7 @@ def _serve(roles: tuple[str, ...], host: str | None, port: int | None) -> None:
                       "Admin API key (shown once, keep it):")
         console.print(key, highlight=False, soft_wrap=True)
     app_ = build_app(rt)
-    if rt.settings.gc_tuning:
-        import gc
-
-        # Request handling allocates many short-lived JSON objects; the cyclic collector scanning the
-        # long-lived start-up heap over and over cost about a quarter of ingestion CPU (bench/ingest.py).
-        gc.freeze()
-        gc.set_threshold(20_000, 20, 20)
+    tune_gc(rt.settings)
     h, p = host or rt.settings.host, port or rt.settings.port
     console.print(f"Wayline listening on http://{h}:{p}  (OpenAPI at /docs)")
     uvicorn.run(app_, host=h, port=p, log_level="warning", access_log=False)
