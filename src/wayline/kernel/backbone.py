@@ -4,12 +4,19 @@ Embedded, consumers read the outbox log directly; `step()` does one round of eve
 (fire due timers, apply each subscription's next messages), each round in units of work on the store.
 `run_until_idle()` repeats until nothing moves, and with a VirtualClock `advance(ms)` moves time to
 each due timer in turn, so a test that waits 30 days runs in milliseconds, deterministically.
+
+Scale-out (`bus=NatsBus(url)`): `run(stop)` runs the relay (outbox → NATS JetStream), `runners`
+consumer runners per subscription pulling from the subscription's durable JetStream consumer, and the
+timers; consumers no longer read the log themselves. `step()`, `run_until_idle()` and `advance()`
+always work on the log directly, bus or not.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from collections import Counter as Tally
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from prometheus_client import Counter, Gauge, Histogram
@@ -20,6 +27,13 @@ from wayline.kernel import tables as t
 from wayline.kernel.clock import Clock, VirtualClock
 from wayline.kernel.consumers import Applier, Handler, Subscription
 from wayline.kernel.store import Store
+
+if TYPE_CHECKING:
+    from wayline.kernel.bus import NatsBus
+    from wayline.kernel.nats_consumer import NatsConsumer
+    from wayline.kernel.relay import Relay
+
+log = logging.getLogger("wayline.backbone")
 
 APPLIED = Counter("wayline_backbone_applied_total", "messages applied", ["consumer", "stream"])
 REDELIVERED = Counter("wayline_backbone_redeliveries_total", "redelivered messages skipped", ["consumer", "stream"])
@@ -33,7 +47,7 @@ LATENESS = Histogram("wayline_timer_lateness_seconds", "how late timers fired",
 
 class Backbone:
     def __init__(self, store: Store, clock: Clock | None = None, *, lease_ms: int = 30_000, batch: int = 500,
-                 poll_seconds: float = 0.05) -> None:
+                 poll_seconds: float = 0.05, bus: NatsBus | None = None, runners: int = 1) -> None:
         self.store = store
         self.clock = clock or Clock()
         self.lease_ms = lease_ms
@@ -42,6 +56,10 @@ class Backbone:
         self.owner = timers.new_owner()
         self.appliers: list[Applier] = []
         self._wake: asyncio.Event | None = None
+        self.bus = bus
+        self.runners_per_subscription = runners
+        self.relay: Relay | None = None  # in scale-out, while run() runs
+        self.runners: list[NatsConsumer] = []
 
     def subscribe(self, consumer: str, stream: str, handler: Handler, *, max_attempts: int = 5) -> Applier:
         """Apply every message of `stream` with `handler(conn, message)`, in per-key order, exactly once."""
@@ -117,9 +135,13 @@ class Backbone:
         """Something was written to the outbox: read now rather than at the next poll."""
         if self._wake is not None:
             self._wake.set()
+        if self.relay is not None:
+            self.relay.notify()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run rounds until `stop` is set, on the store's writer threads."""
+        """Run rounds until `stop` is set, on the store's writer threads (with a bus: see _run_bus)."""
+        if self.bus is not None:
+            return await self._run_bus(stop)
         self._wake = asyncio.Event()
         while not stop.is_set():
             moved = await self.store.write(self._fire_due)
@@ -132,6 +154,62 @@ class Backbone:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             except asyncio.TimeoutError:
+                pass
+
+    # -- scale-out -------------------------------------------------------------------------------
+
+    def _observe(self, applier: Applier, counts: Tally[consumers.Outcome]) -> None:
+        s = applier.sub
+        APPLIED.labels(s.consumer, s.stream).inc(counts[consumers.Outcome.APPLIED])
+        REDELIVERED.labels(s.consumer, s.stream).inc(counts[consumers.Outcome.DUPLICATE])
+
+    async def _run_bus(self, stop: asyncio.Event) -> None:
+        """The relay, the consumer runners and the timers, until `stop` is set. The bus is connected
+        here if it is not yet (and then closed at the end); streams and consumers are ensured."""
+        from wayline.kernel.nats_consumer import NatsConsumer
+        from wayline.kernel.relay import Relay
+
+        bus = self.bus
+        assert bus is not None
+        opened = bus.nc is None or bus.nc.is_closed
+        await bus.connect()
+        for a in self.appliers:
+            await bus.ensure_consumer(a.sub.stream, a.sub.consumer)
+        self.relay = Relay(self.store, bus, clock=self.clock, poll_seconds=min(self.poll_seconds, 0.02))
+        self.runners = [NatsConsumer(self.store, bus, a, clock=self.clock, observe=self._observe)
+                        for a in self.appliers for _ in range(self.runners_per_subscription)]
+        tasks = [asyncio.ensure_future(self.relay.run(stop)), asyncio.ensure_future(self._run_timers(stop)),
+                 *[asyncio.ensure_future(r.run(stop)) for r in self.runners]]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if opened:
+                await bus.close()
+
+    async def _run_timers(self, stop: asyncio.Event) -> None:
+        backoff = self.poll_seconds
+        while not stop.is_set():
+            try:
+                moved = await self.store.write(self._fire_due)
+                moved += await self.store.write(self._fire_claimed)
+            except Exception:
+                log.warning("timers: a round failed", exc_info=True)
+                moved, backoff = 0, min(backoff * 2, 2.0)
+            else:
+                backoff = self.poll_seconds
+            if moved:
+                if self.relay is not None:
+                    self.relay.notify()
+                continue
+            try:
+                await asyncio.wait_for(stop.wait(), backoff)
+            except TimeoutError:
                 pass
 
     # -- operations --------------------------------------------------------------------------------
