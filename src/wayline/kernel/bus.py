@@ -258,15 +258,20 @@ class NatsBus:
         self._calls += 1
         batch = _PublishBatch()
         base = f"{self._ack_prefix}{self._calls}_"
-        try:
-            for m in messages:
-                token = f"{self._calls}_{m.id}"
-                batch.pending.add(token)
-                self._acks[token] = batch
+        sent = 0
+        for m in messages:
+            token = f"{self._calls}_{m.id}"
+            batch.pending.add(token)
+            self._acks[token] = batch
+            try:
                 await nc.publish(self.subject(m.stream, m.key), encode(m), reply=base + str(m.id),
                                  headers={MSG_ID: str(m.id)})
-        except Exception as exc:  # the buffer is full while disconnected, the connection closed: keep
-            log.info("publishing stopped after %d of %d: %r", len(batch.pending), len(messages), exc)
+            except Exception as exc:  # the buffer is full while disconnected, the connection closed
+                batch.pending.discard(token)
+                self._acks.pop(token, None)
+                log.info("publishing stopped after %d of %d: %r", sent, len(messages), exc)
+                break
+            sent += 1
         try:
             if batch.pending:
                 await asyncio.wait_for(batch.done.wait(), timeout)
@@ -366,7 +371,7 @@ def attempt_of(msg: Msg) -> int:
 
 
 class _PublishBatch:
-    __slots__ = ("pending", "acked", "failed", "no_stream", "done")
+    __slots__ = ("acked", "done", "failed", "no_stream", "pending")
 
     def __init__(self) -> None:
         self.pending: set[str] = set()
@@ -399,6 +404,7 @@ class Puller:
         self._open = 0  # messages the open request may still deliver (0: no request open)
         self._since = 0.0  # when the open request was made or last heard from
         self._reconnects = 0
+        self._refused = 0.0  # when the server last refused a request (409)
         self._ready = asyncio.Event()
         self.error: str | None = None
 
@@ -433,8 +439,9 @@ class Puller:
         else:  # 404, 408: the request ended; 409: refused (max waiting, consumer deleted, …)
             if status == "409":
                 desc = msg.headers.get("Description", "")
-                if "Deleted" in desc or "deleted" in desc:
+                if "deleted" in desc.lower():
                     self.error = f"409 {desc}"
+                self._refused = self._since
             self._open = 0
         self._ready.set()
 
@@ -462,7 +469,7 @@ class Puller:
             now = time.monotonic()
             if self._open > 0 and (now - self._since > self.expires_s + 1.0 or self._reconnects != self.bus.reconnects):
                 self._open = 0  # lost with a restarted server or a broken connection
-            if self._open <= 0:
+            if self._open <= 0 and now - self._refused > 0.2:  # (not straight back after a refusal)
                 await self._request()
             left = deadline - time.monotonic()
             if left <= 0:
@@ -471,10 +478,11 @@ class Puller:
             if self.buffer:
                 break
             try:
-                await asyncio.wait_for(self._ready.wait(), left)
+                await asyncio.wait_for(self._ready.wait(), min(left, 0.2) if self._open <= 0 else left)
             except TimeoutError:
-                return []
+                if time.monotonic() >= deadline:
+                    return []
         out = [self.buffer.popleft() for _ in range(min(max_msgs, len(self.buffer)))]
-        if self._open <= 0:
+        if self._open <= 0 and time.monotonic() - self._refused > 0.2:
             await self._request()  # the next batch travels while this one is applied
         return out

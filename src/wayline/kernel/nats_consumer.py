@@ -1,21 +1,23 @@
 """Consumer runners for scale-out: apply a subscription's messages as NATS JetStream delivers them.
 
-A runner pulls batches from the subscription's durable pull consumer (bus.Puller: one pull request
-kept open, so messages are handed over as they arrive and the next batch travels while one is applied). Any number of runners, in any
-number of processes, may share that consumer; JetStream hands each message to one of them, and hands
-it again if it is not acknowledged within the consumer's ack wait (a crashed or stalled runner).
+A runner pulls batches from the subscription's durable pull consumer (bus.Puller keeps one pull
+request open, so messages are handed over as they arrive, and the next batch travels while one is
+applied). Any number of runners, in any number of processes, may share that consumer; JetStream hands
+each message to one of them, and hands it again if it is not acknowledged within the consumer's ack
+wait (a crashed or stalled runner).
 
-Each batch is one unit of work: every message goes through `Applier.apply` (inbox check, handler,
-inbox mark) with `attempt` = JetStream's delivery count, and the unit commits before anything is
-acknowledged. Then: APPLIED, DUPLICATE, HELD and PARKED are acked; FAILED is nak'd with an
-exponential delay, so a failing key is retried with backoff (and parked by the Applier after its
-`max_attempts`) while every other key goes on. A message that arrives ahead of its predecessors
-pulls them from the outbox (the Applier does); one whose predecessors were applied elsewhere is a
-DUPLICATE. A unit that fails as a whole (the database is gone) naks its batch for a later retry.
+Each batch is one unit of work, committed before anything is acknowledged. A message goes through
+`Applier.apply(conn, msg, now_ms=…, attempt=<JetStream's delivery count>)` (inbox check, handler,
+inbox mark, missing predecessors filled from the outbox, parking after `max_attempts`), except in
+the common case, which the runner does for the whole batch at once with the same effect: each key's
+next messages in sequence, none parked, handlers all succeeding (see `_apply_batch`). Then APPLIED,
+DUPLICATE, HELD and PARKED are acked; FAILED is nak'd with an exponential delay, so a failing key is
+retried with backoff while every other key goes on. A unit that fails as a whole (the database is
+gone) naks its batch for a retry a little later.
 
-On PostgreSQL the runner first makes sure each key of the batch has an inbox row and locks those
-rows in key order: two runners holding messages of one key then take turns on that key, including
-its first message (a missing row cannot be locked with FOR UPDATE), and lock order stays consistent.
+On PostgreSQL the runner first locks the inbox rows of the batch's keys, in key order, creating the
+missing ones: two runners holding messages of one key then take turns on that key, including its
+first message (a row that does not exist cannot be locked with FOR UPDATE).
 """
 
 from __future__ import annotations
@@ -42,6 +44,19 @@ from wayline.kernel.store import Store, insert_ignore
 log = logging.getLogger("wayline.nats_consumer")
 
 ACKED = (Outcome.APPLIED, Outcome.DUPLICATE, Outcome.HELD, Outcome.PARKED)
+
+# PostgreSQL statements built once, keys passed as one array (an IN list of 256 costs more to render).
+_KEYS = sa.bindparam("keys", type_=postgresql.ARRAY(sa.String))
+_PG_LOCK = (sa.select(t.inbox.c.key, t.inbox.c.applied_seq)
+            .where(t.inbox.c.consumer == sa.bindparam("c"), t.inbox.c.stream == sa.bindparam("s"),
+                   t.inbox.c.key == sa.any_(_KEYS))
+            .order_by(t.inbox.c.key).with_for_update())
+_PG_PARKED = sa.select(t.parked.c.key).where(t.parked.c.consumer == sa.bindparam("c"),
+                                             t.parked.c.stream == sa.bindparam("s"), t.parked.c.key == sa.any_(_KEYS))
+_PG_MARK = sa.text(
+    f"UPDATE {t.inbox.name} SET applied_seq = v.seq, updated_ms = :now "
+    "FROM unnest(CAST(:keys AS varchar[]), CAST(:seqs AS bigint[])) AS v(key, seq) "
+    f"WHERE {t.inbox.name}.consumer = :c AND {t.inbox.name}.stream = :s AND {t.inbox.name}.key = v.key")
 Observer = Callable[[Applier, "Counter[Outcome]"], None]
 
 
@@ -196,13 +211,7 @@ class NatsConsumer:
                 key = m.key
                 handler(conn, m)
             key = None
-            s = self.applier.sub
-            ins = (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(t.inbox)
-            stmt = ins.on_conflict_do_update(index_elements=["consumer", "stream", "key"],
-                                             set_={"applied_seq": ins.excluded.applied_seq,
-                                                   "updated_ms": ins.excluded.updated_ms})
-            conn.execute(stmt, [{"consumer": s.consumer, "stream": s.stream, "key": k, "applied_seq": v,
-                                 "updated_ms": now_ms} for k, v in marks.items()])
+            self._mark(conn, marks, now_ms)
         except Exception:
             sp.rollback()
             if key is None:
@@ -214,25 +223,38 @@ class NatsConsumer:
             self.applier.attempts.pop(m.id, None)
         return None
 
-    def _inbox(self, conn: Connection, keys: list[str], now_ms: int) -> dict[str, int]:
+    def _mark(self, conn: Connection, marks: dict[str, int], now_ms: int) -> None:
         s = self.applier.sub
-        q = sa.select(t.inbox.c.key, t.inbox.c.applied_seq).where(
-            t.inbox.c.consumer == s.consumer, t.inbox.c.stream == s.stream, t.inbox.c.key.in_(keys))
+        if conn.dialect.name == "postgresql":  # the rows exist: _inbox made them
+            conn.execute(_PG_MARK, {"c": s.consumer, "s": s.stream, "keys": list(marks), "seqs": list(marks.values()),
+                                    "now": now_ms})
+            return
+        ins = sqlite.insert(t.inbox)
+        stmt = ins.on_conflict_do_update(index_elements=["consumer", "stream", "key"],
+                                         set_={"applied_seq": ins.excluded.applied_seq,
+                                               "updated_ms": ins.excluded.updated_ms})
+        conn.execute(stmt, [{"consumer": s.consumer, "stream": s.stream, "key": k, "applied_seq": v,
+                             "updated_ms": now_ms} for k, v in marks.items()])
+
+    def _inbox(self, conn: Connection, keys: list[str], now_ms: int) -> dict[str, int]:
+        """The batch's keys' inbox marks; on PostgreSQL their rows locked, in key order, created if missing
+        (waiting for a runner creating them too), so two runners take turns even on a key's first message."""
+        s = self.applier.sub
         if conn.dialect.name != "postgresql":
-            return {k: v for k, v in conn.execute(q).all()}
-        # Lock the rows in key order. A missing row cannot be locked: create it (waiting for a runner
-        # that is creating it too) and lock it, so two runners take turns even on a key's first message.
-        q = q.order_by(t.inbox.c.key).with_for_update()
-        got = {k: v for k, v in conn.execute(q).all()}
+            return dict(conn.execute(sa.select(t.inbox.c.key, t.inbox.c.applied_seq).where(
+                t.inbox.c.consumer == s.consumer, t.inbox.c.stream == s.stream, t.inbox.c.key.in_(keys))).all())
+        got = dict(conn.execute(_PG_LOCK, {"c": s.consumer, "s": s.stream, "keys": keys}).all())
         missing = [k for k in keys if k not in got]
         if missing:
             insert_ignore(conn, t.inbox, [{"consumer": s.consumer, "stream": s.stream, "key": k, "applied_seq": 0,
                                            "updated_ms": now_ms} for k in missing], ["consumer", "stream", "key"])
-            got.update({k: v for k, v in conn.execute(q.where(t.inbox.c.key.in_(missing))).all()})
+            got.update(conn.execute(_PG_LOCK, {"c": s.consumer, "s": s.stream, "keys": missing}).all())
         return got
 
     def _parked(self, conn: Connection, keys: list[str]) -> set[str]:
         s = self.applier.sub
+        if conn.dialect.name == "postgresql":
+            return set(conn.execute(_PG_PARKED, {"c": s.consumer, "s": s.stream, "keys": keys}).scalars())
         return set(conn.execute(sa.select(t.parked.c.key).where(
             t.parked.c.consumer == s.consumer, t.parked.c.stream == s.stream, t.parked.c.key.in_(keys))).scalars())
 
