@@ -170,3 +170,34 @@ def test_any_interleaving_of_delivery_redelivery_and_crash_equals_the_in_order_r
     assert sorted(got) == [(m.key, m.seq, "e") for m in msgs]  # each exactly once
     for key in "abc":
         assert [s for k, s, _ in got if k == key] == [1, 2, 3, 4]  # in order per key
+
+
+def test_two_workers_racing_on_a_keys_first_message_apply_it_once(store):
+    """On PostgreSQL the inbox row is created before it is locked; SQLite has one writer anyway."""
+    import threading
+
+    (m,) = add(store, "fresh", 1)
+    barrier = threading.Barrier(2)
+    outs = []
+
+    def worker():
+        a = Applier(Subscription("race", "s", record))
+
+        def unit(conn):
+            barrier.wait(timeout=10)
+            return a.apply(conn, m, now_ms=1)
+
+        try:
+            outs.append(store.run(unit))
+        except Exception as exc:  # a serialisation failure is a retry, never a second effect
+            outs.append(exc)
+
+    if store.is_sqlite:  # BEGIN IMMEDIATE: the second waits for the first; no barrier rendezvous
+        barrier = threading.Barrier(1)
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=30)
+    assert seen(store) == [("fresh", 1, "e")]
+    assert sorted(str(o) for o in outs) == sorted([str(Outcome.APPLIED), str(Outcome.DUPLICATE)])

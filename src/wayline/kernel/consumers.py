@@ -93,11 +93,24 @@ class Applier:
         q = sa.select(t.inbox.c.applied_seq).where(t.inbox.c.consumer == s.consumer, t.inbox.c.stream == s.stream,
                                                    t.inbox.c.key == key)
         if conn.dialect.name == "postgresql":
+            self._lockable(conn, [key])
             q = q.with_for_update()  # two workers on one key take turns
         applied = conn.execute(q).scalar()
         parked = conn.execute(sa.select(t.parked.c.seq).where(
             t.parked.c.consumer == s.consumer, t.parked.c.stream == s.stream, t.parked.c.key == key)).first()
         return applied or 0, parked is not None
+
+    def _lockable(self, conn: Connection, keys: list[str]) -> None:
+        """PostgreSQL: make sure the keys' inbox rows exist, so FOR UPDATE has a row to lock.
+
+        (FOR UPDATE locks nothing for a row that does not exist yet: two workers could both apply a
+        key's first message. Inserted in key order, like the locks, so concurrent batches don't deadlock.)
+        """
+        s = self.sub
+        rows = [{"consumer": s.consumer, "stream": s.stream, "key": k, "applied_seq": 0, "updated_ms": 0}
+                for k in sorted(keys)]
+        conn.execute(postgresql.insert(t.inbox).on_conflict_do_nothing(
+            index_elements=["consumer", "stream", "key"]), rows)
 
     def _mark(self, conn: Connection, key: str, seq: int, now_ms: int) -> None:
         s = self.sub
@@ -159,6 +172,8 @@ class Applier:
         args = {"consumer": s.consumer, "stream": s.stream, "keys": keys}
         if any(m.id in self.attempts for m in msgs):
             return None
+        if conn.dialect.name == "postgresql":
+            self._lockable(conn, keys)
         parked = set(conn.execute(_bstmt(conn, "parked"), args).scalars().all())
         state = dict(conn.execute(_bstmt(conn, "states"), args).all())
         outs: list[Outcome] = []
