@@ -32,7 +32,14 @@ def _prod(client):
     failed = client.get(f"/datasets/{ds['id']}/failures").json()["items"][0]["id"]
     batch = client.post("/batches", json={"datasetId": ds["id"], "inputFormat": {"format": "json"}}).json()
     key = client.post("/keys", json={"role": "read"}).json()["id"]
-    return {"schema": schema, "fieldgroup": fieldgroups[0]["$id"], "dataset": ds["id"], "inlet": inlet["id"],
+    from tests.platform.profiling import ids as idmap
+    from tests.platform.profiling import pdg_default, person, purchase, put, setup_profiles
+
+    ps = setup_profiles(client)
+    policy = pdg_default(client)["id"]
+    put(client, ps.crm, person("p1", "2026-01-01T00:00:00Z", idmap(Email="prod@x.io", CRMID="prod-1")))
+    put(client, ps.events, purchase("e1", "2026-01-02T00:00:00Z", idmap(Email="prod@x.io")))
+    return {"schema": schema, "policy": policy, "fieldgroup": fieldgroups[0]["$id"], "dataset": ds["id"], "inlet": inlet["id"],
             "failed": failed, "batch": batch["id"], "key": key,
             "sandbox": client.get("/sandbox").json()["sandbox"]["id"]}
 
@@ -46,6 +53,11 @@ def _snapshot(client, ids):
         client.get("/schemaregistry/tenant/schemas", params={"full": "true"}).json(),
         client.get("/collection/inlets").json(),
         [k for k in client.get("/keys").json()["items"] if k["id"] == ids["key"]],
+        client.get("/config/mergePolicies").json(),
+        client.get("/identity/namespaces").json(),
+        client.get("/profiles", params={"entityIdNS": "Email", "entityId": "prod@x.io", "explain": "true"}).json(),
+        client.get("/profiles/events", params={"entityIdNS": "Email", "entityId": "prod@x.io"}).json(),
+        client.get("/identity/graph", params={"namespace": "Email", "id": "prod@x.io"}).json(),
     ])
 
 
@@ -55,8 +67,12 @@ def test_every_route_keeps_sandboxes_apart(client, other_sandbox_key):
     values = {
         "key_id": ids["key"], "inlet_id": ids["inlet"], "dataset_id": ids["dataset"], "failed_id": str(ids["failed"]),
         "batch_id": ids["batch"], "file_name": "f.jsonl", "descriptor_id": "does-not-leak",
-        "kinds": "schemas", "ident": q(ids["schema"], safe=""),
+        "kinds": "schemas", "ident": q(ids["schema"], safe=""), "policy_id": ids["policy"], "code": "CRMID",
     }
+    # Routes that name a person by query: prod's person, asked for from dev, is not found.
+    person = {"/identity/graph": "namespace=Email&id=prod%40x.io",
+              "/profiles": "entityIdNS=Email&entityId=prod%40x.io",
+              "/profiles/events": "entityIdNS=Email&entityId=prod%40x.io"}
     schema_body = {"title": "x", "type": "object", "meta:class": "https://ns.adobe.com/xdm/context/experienceevent",
                    "allOf": [{"$ref": "https://ns.adobe.com/xdm/context/experienceevent"},
                              {"$ref": ids["fieldgroup"]}]}
@@ -101,15 +117,18 @@ def test_every_route_keeps_sandboxes_apart(client, other_sandbox_key):
                 kwargs["json"] = {}
             if path == "/batches/{batch_id}" and method == "post":
                 url += "?action=COMPLETE&wait=true"
+            if path in person:
+                url += "?" + person[path]
             r = client.request(method.upper(), url, **kwargs)
             checked += 1
             text = r.text
             asked = urllib.parse.unquote(url) + orjson.dumps(kwargs.get("json")).decode()
-            for secret in (ids["dataset"], ids["inlet"], ids["batch"], ids["schema"], ids["key"]):
+            for secret in (ids["dataset"], ids["inlet"], ids["batch"], ids["schema"], ids["key"], ids["policy"],
+                           "prod@x.io", "prod-1"):
                 # An error may echo what was asked for; nothing may show prod's ids otherwise.
                 assert secret not in text or (r.status_code >= 400 and secret in asked), \
                     f"{method.upper()} {path} shows prod's {secret}: {text[:300]}"
-            if set(re.findall(r"{(\w+)}", path)) - {"kinds"}:  # names one of prod's resources
+            if set(re.findall(r"{(\w+)}", path)) - {"kinds"} or path in person:  # names one of prod's resources
                 assert r.status_code == 404, f"{method.upper()} {path} answered {r.status_code}: {text[:300]}"
             else:
                 assert r.status_code < 500, f"{method.upper()} {path}: {text[:300]}"

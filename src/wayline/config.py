@@ -22,6 +22,11 @@ class Limits(BaseModel):
     ingest_rate_per_s: float = Field(20_000, description="messages per second per sandbox (429 beyond)")
     ingest_burst: float = Field(40_000, description="token bucket size of the ingest rate limit")
     max_failed_records_page: int = 1_000
+    max_identities_per_record: int = Field(20, description="identities in one profile record (rejected beyond)")
+    identity_graph_limit: int = Field(50, description="identities in one graph (the oldest is removed beyond)")
+    max_events_per_profile: int = Field(5_000, description="experience events of a profile used by segmentation "
+                                        "(beyond: kept, flagged, the oldest excluded from segmentation)")
+    max_array_items: int = Field(500, description="items of one array in a profile fragment")
 
 
 class Settings(BaseSettings):

@@ -67,9 +67,10 @@ class Runtime:
         self.ingest_limiter = RateLimiter(limits.ingest_rate_per_s, limits.ingest_burst)
         self.backbone = Backbone(self.store, self.clock)
         if "platform" in self.roles:
-            from wayline.platform.service import PlatformService
+            from wayline.platform.service import PlatformService, ProfileService
 
             self.platform = PlatformService(self.store, self.settings)
+            self.profiles = ProfileService(self.store, self.settings)
 
     def migrate(self) -> None:
         from wayline.migrations import migrate

@@ -155,7 +155,7 @@ class Backbone:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     # -- scale-out -------------------------------------------------------------------------------

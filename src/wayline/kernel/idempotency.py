@@ -36,8 +36,9 @@ class IdempotencyMiddleware:
         if key is None:
             await self.app(scope, receive, send)
             return
-        from wayline.kernel.web import api_key_of
         from starlette.requests import Request
+
+        from wayline.kernel.web import api_key_of
 
         request = Request(scope)
         try:

@@ -77,6 +77,16 @@ def _stmt(conn: Connection, name: str) -> Any:
     return got
 
 
+def lock(conn: Connection) -> None:
+    """Take the outbox's transaction lock now (PostgreSQL; SQLite has one writer anyway).
+
+    Work that must be serialised and also writes to the outbox (the identity graph) takes this lock
+    first, so it never waits for a second lock while holding the outbox's.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_OUTBOX_LOCK})
+
+
 def add(conn: Connection, *, stream: str, key: str, type: str, payload: Any, now_ms: int) -> Message:
     """Write a message in the caller's transaction; it exists for everyone once that commits."""
     return add_many(conn, [(stream, key, type, payload)], now_ms=now_ms)[0]

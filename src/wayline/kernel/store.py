@@ -98,7 +98,7 @@ def make_engine(url: str, *, synchronous: str = "NORMAL", pool_size: int = 8) ->
 
 
 class _Unit:
-    __slots__ = ("fn", "args", "future", "loop")
+    __slots__ = ("args", "fn", "future", "loop")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], future: Any, loop: Any) -> None:
         self.fn = fn
@@ -155,9 +155,8 @@ class Store:
             return fn(conn, *args)
 
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        with self.engine.connect() as conn:
-            with conn.begin():
-                return fn(conn, *args)
+        with self.engine.connect() as conn, conn.begin():
+            return fn(conn, *args)
 
     # -- asynchronous access (the API) -----------------------------------------------------------
 
@@ -374,6 +373,32 @@ def insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, An
                 params.append(v)
         out += [tuple(x) for x in conn.exec_driver_sql(sql, tuple(params)).all()]
     return out
+
+
+def upsert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str],
+                update: Sequence[str]) -> None:
+    """INSERT … ON CONFLICT DO UPDATE for many rows, raw SQL cached per shape (see insert_ignore)."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    cols = tuple(rows[0].keys())
+    json_cols = {c for c in cols if isinstance(table.c[c].type, sa.JSON)}
+    mark = "?" if dialect == "sqlite" else "%s"
+    chunk = max(1, min(500, 30_000 // len(cols)))
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        key = (dialect, table.name, cols, tuple(conflict), tuple(update), len(part), "upsert")
+        sql = _INSERT_SQL.get(key)
+        if sql is None:
+            one = "(" + ", ".join(mark + ("::jsonb" if dialect == "postgresql" and c in json_cols else "")
+                                  for c in cols) + ")"
+            sets = ", ".join(f"{c} = excluded.{c}" for c in update)
+            sql = (f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES {', '.join([one] * len(part))} "
+                   f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {sets}")
+            _INSERT_SQL[key] = sql
+        params = tuple(_dumps(v) if c in json_cols and v is not None and not isinstance(v, RawJSON) else v
+                       for r in part for c in cols for v in (r[c],))
+        conn.exec_driver_sql(sql, params)
 
 
 def upsert(conn: Connection, table: sa.Table, row: dict[str, Any], conflict: Sequence[str],

@@ -6,10 +6,10 @@ from fastapi import APIRouter
 
 
 def routers() -> list[APIRouter]:
-    from wayline.platform import batch_api, catalog_api, collection_api
+    from wayline.platform import batch_api, catalog_api, collection_api, profile_api
     from wayline.platform.schemas import api as schemas_api
 
-    return [collection_api.router, catalog_api.router, batch_api.router, schemas_api.router]
+    return [collection_api.router, catalog_api.router, batch_api.router, schemas_api.router, profile_api.router]
 
 
 def fast_routes() -> dict:

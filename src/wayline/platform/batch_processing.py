@@ -73,12 +73,12 @@ def process_batch(store: Store, batch: Batch, *, dataset: Dataset, compiled: Any
                 if item.error:
                     current.errors.append({"code": "file-format", "file": f["name"], "message": item.error})
                 if len(current.prepared) >= chunk:
-                    done = _commit(store, batch, done, current, finish=False)
+                    done = _commit(store, batch, done, current, finish=False, limits=limits)
                     current = _Chunk([], [])
                     if on_progress:
                         on_progress(done, before + item.pos)
             before += f["size"]
-        _commit(store, batch, done, current, finish=True)
+        _commit(store, batch, done, current, finish=True, limits=limits)
         if on_progress:
             on_progress(position, before)
     except Superseded:
@@ -126,10 +126,10 @@ def _fits(rid: str | None) -> str | None:
     return rid if rid is None or len(rid) <= MAX_ID_CHARS else None
 
 
-def _commit(store: Store, batch: Batch, done: int, chunk: _Chunk, *, finish: bool) -> int:
+def _commit(store: Store, batch: Batch, done: int, chunk: _Chunk, *, finish: bool, limits: Limits) -> int:
     """Store one chunk; on a storage error, record by record, keeping what cannot be stored as failed."""
     try:
-        return store.write_blocking(_store_chunk, batch, done, chunk.prepared, chunk.errors, finish)
+        return store.write_blocking(_store_chunk, batch, done, chunk.prepared, chunk.errors, finish, limits)
     except Superseded:
         raise
     except sa.exc.SQLAlchemyError as exc:
@@ -138,12 +138,12 @@ def _commit(store: Store, batch: Batch, done: int, chunk: _Chunk, *, finish: boo
     for i, p in enumerate(chunk.prepared):
         errors = chunk.errors if i == 0 else []
         try:
-            done = store.write_blocking(_store_chunk, batch, done, [p], errors, False)
+            done = store.write_blocking(_store_chunk, batch, done, [p], errors, False, limits)
         except Superseded:
             raise
         except sa.exc.SQLAlchemyError as exc:
-            done = store.write_blocking(_store_chunk, batch, done, [_unstorable(p, exc)], errors, False)
-    return store.write_blocking(_store_chunk, batch, done, [], [], True) if finish else done
+            done = store.write_blocking(_store_chunk, batch, done, [_unstorable(p, exc)], errors, False, limits)
+    return store.write_blocking(_store_chunk, batch, done, [], [], True, limits) if finish else done
 
 
 def _unstorable(p: Prepared, exc: Exception) -> Prepared:
@@ -156,14 +156,14 @@ def _unstorable(p: Prepared, exc: Exception) -> Prepared:
 
 
 def _store_chunk(conn: Connection, batch: Batch, done: int, prepared: list[Prepared], errors: list[dict[str, Any]],
-                 finish: bool) -> int:
+                 finish: bool, limits: Limits) -> int:
     now = now_ms()
     res = conn.execute(bt.update().where(bt.c.id == batch.id, bt.c.status == "processing",
                                          bt.c.records_total == done)
                        .values(records_total=done + len(prepared), lease_until_ms=now + LEASE_MS))
     if res.rowcount != 1:
         raise Superseded(batch.id)
-    stored = store_prepared(conn, batch.sandbox_id, prepared, now) if prepared else []
+    stored = store_prepared(conn, batch.sandbox_id, prepared, now, limits) if prepared else []
     ok = sum(1 for s in stored if s.ok and not s.duplicate)
     dup = sum(1 for s in stored if s.ok and s.duplicate)
     row = conn.execute(sa.select(bt).where(bt.c.id == batch.id)).mappings().one()

@@ -234,3 +234,119 @@ def failures_replay(
     if still:
         shown = ", ".join(map(str, still[:20])) + (" …" if len(still) > 20 else "")
         _err().print(f"[yellow]warning:[/] still failing: {shown}")
+
+
+# -- profiles and identities -------------------------------------------------------------------------
+
+profile_app = typer.Typer(no_args_is_help=True, help="Merged profiles and identity graphs.")
+
+
+def _run(coro_fn: Any, sandbox: str | None) -> Any:
+    """Run a ProfileService call on a fresh event loop; problems become a red message and exit 1."""
+    import asyncio
+
+    from wayline.kernel.problems import Problem
+
+    rt, sandbox_id = _open(sandbox)
+    try:
+        return asyncio.run(coro_fn(rt.profiles, sandbox_id))
+    except Problem as p:
+        raise _fail(p) from None
+    finally:
+        rt.close()
+
+
+@profile_app.command("get")
+def profile_get(
+    ns: str = typer.Option(..., "--ns", help="namespace code, e.g. Email, CRMID"),
+    value: str = typer.Option(..., "--id", help="identity value"),
+    explain: bool = typer.Option(False, "--explain", help="show which fragment supplied each attribute"),
+    policy: str | None = typer.Option(None, "--merge-policy", help="merge policy id (default: the sandbox's)"),
+    fields: str | None = typer.Option(None, "--fields", help="comma-separated paths, e.g. person.name,loyalty"),
+    as_json: bool = typer.Option(False, "--json", help="print the API's JSON"),
+    sandbox: str | None = typer.Option(None, "--sandbox", help=SANDBOX_HELP),
+) -> None:
+    """The merged profile of an identity (as GET /profiles answers it)."""
+    import orjson
+
+    wanted = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
+    out = _run(lambda svc, sb: svc.profile(sandbox_id=sb, ident=svc.ident(ns, value), merge_policy_id=policy,
+                                           explain=explain, fields=wanted), sandbox)
+    if as_json:
+        typer.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+        return
+    con = _out()
+    pol = out["mergePolicy"]
+    con.print(f"[bold]profile {out['profileId']}[/]  identities: "
+              + ", ".join(f"{i['namespace']['code']}:{i['id']}" for i in out["identities"]))
+    con.print(f"merge policy {pol['id'] or '(none: no default)'} · graph {pol['identityGraph']} · "
+              f"{pol['attributeMerge']} · {out['eventCount']} event(s)"
+              + (" [yellow](over the segmentation limit)[/]" if out["eventsOverLimit"] else ""))
+    table = Table(show_header=True)
+    table.add_column("attribute", overflow="fold")
+    table.add_column("value", overflow="fold")
+    if explain:
+        for col in ("dataset", "identity", "record", "updated"):
+            table.add_column(col, overflow="fold")
+    for pointer, val in _leaves(out["entity"]):
+        row = [pointer, orjson.dumps(val).decode()]
+        if explain:
+            src = _source_of(out.get("explanation") or {}, pointer)
+            row += ([src["datasetId"], f"{src['identity']['namespace']['code']}:{src['identity']['id']}",
+                     str(src["recordId"]), _when(src["updatedAt"])] if src else ["", "", "", ""])
+        table.add_row(*row)
+    con.print(table)
+
+
+def _leaves(node: Any, at: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict) and node:
+        for k, v in node.items():
+            yield from _leaves(v, f"{at}/{k}")
+    else:
+        yield at or "/", node
+
+
+def _source_of(explanation: dict[str, Any], pointer: str) -> dict[str, Any] | None:
+    # union fields are explained per item (/identityMap/Email/<id>); a leaf inside takes its item's source
+    while pointer:
+        if pointer in explanation:
+            return explanation[pointer]
+        pointer = pointer.rsplit("/", 1)[0]
+    return None
+
+
+def _when(ms: Any) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if isinstance(ms, int) else ""
+
+
+@profile_app.command("graph")
+def profile_graph(
+    ns: str = typer.Option(..., "--ns", help="namespace code"),
+    value: str = typer.Option(..., "--id", help="identity value"),
+    sandbox: str | None = typer.Option(None, "--sandbox", help=SANDBOX_HELP),
+) -> None:
+    """The identity graph of an identity: members, links and what happened to it."""
+    g = _run(lambda svc, sb: svc.identity_graph(sandbox_id=sb, ident=svc.ident(ns, value)), sandbox)
+    con = _out()
+    con.print(f"[bold]graph {g['graphId']}[/] · {g['size']} identities")
+    table = Table("namespace", "id", "first seen", "last seen")
+    for m in g["members"]:
+        table.add_row(m["namespace"]["code"], m["id"], _when(m["firstSeen"]), _when(m["lastSeen"]))
+    con.print(table)
+    for e in g["events"]:
+        con.print(f"  {_when(e['at'])} {e['kind']}: {e['detail']}")
+
+
+@profile_app.command("rebuild")
+def profile_rebuild(
+    sandbox: str | None = typer.Option(None, "--sandbox", help=SANDBOX_HELP),
+    chunk: int = typer.Option(500, min=1, max=10_000, help="profiles per unit of work"),
+) -> None:
+    """Recompute the stored profiles under the sandbox's current default merge policy."""
+    rt, sandbox_id = _open(sandbox)
+    try:
+        with _err().status("rebuilding profiles…"):
+            n = rt.profiles.rebuild(sandbox_id=sandbox_id, chunk=chunk)
+    finally:
+        rt.close()
+    _out().print(f"rebuilt the stored profiles of sandbox {sandbox_id} in {n} chunk(s)")

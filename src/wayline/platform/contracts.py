@@ -37,6 +37,9 @@ class ProfileChangedV1(BaseModel):
     datasetId: str | None = None
     recordId: str | None = None
     fields: list[str] = Field(default_factory=list, description="attribute paths that changed, when known")
+    previousProfileIds: list[str] = Field(default_factory=list,
+                                          description="profiles that no longer exist because they became part of "
+                                                      "(or were split from) this one")
     atMs: int
 
 

@@ -112,7 +112,7 @@ def replay(conn: Connection, *, dataset: Dataset, compiled: Any, limits: Limits,
                 conn.execute(t.failed_records.update().where(t.failed_records.c.id == r["id"])
                              .values(errors=p.violations))
         if prepared:
-            results = store_prepared(conn, dataset.sandbox_id, [p for _, p in prepared], ts)
+            results = store_prepared(conn, dataset.sandbox_id, [p for _, p in prepared], ts, limits)
             duplicate += sum(1 for s in results if s.duplicate)
             replayed += len(results)
             conn.execute(t.failed_records.update()

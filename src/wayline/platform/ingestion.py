@@ -12,7 +12,7 @@ import itertools
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -20,15 +20,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from wayline.config import Limits
+from wayline.kernel import outbox
 from wayline.kernel.problems import FieldError, Problem
 from wayline.kernel.store import RawJSON, insert_ignore
+from wayline.platform import profiles
 from wayline.platform import tables as t
 from wayline.platform.datasets import Dataset
-
 
 # Built once; sort_by_parameter_order makes RETURNING follow the input rows on both databases.
 _INSERT_FAILED = t.failed_records.insert().returning(t.failed_records.c.id, sort_by_parameter_order=True)
 MAX_ID_CHARS = 500  # the records.record_id column
+_DEFAULT_LIMITS = Limits()
 
 
 _XACTION_PREFIX = secrets.token_hex(4)
@@ -49,7 +51,7 @@ def parse_time_ms(value: Any) -> int | None:
     except ValueError:
         return None
     if dt.tzinfo is None:  # a time without an offset is read as UTC
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
 
@@ -77,6 +79,11 @@ class Prepared:
     batch_id: str | None = None
     raw: str | None = None
     blob: bytes | None = None  # the entity as JSON, from the size check: serialised once
+    # Profile-enabled datasets only: the schema's identity fields, and (after profiles.precheck) the
+    # record's identities, primary first.
+    identity_fields: tuple[Any, ...] | None = None
+    time_series: bool = False
+    identities: list[Any] | None = None
 
 
 @dataclass
@@ -162,7 +169,9 @@ def prepare(dataset: Dataset, compiled: Any, entity: Any, limits: Limits, *, xac
     if violations:
         return Prepared(dataset, xaction_id, entity, False, violations, record_id=rid, batch_id=batch_id)
     return Prepared(dataset, xaction_id, entity, True, record_id=rid,
-                    ts_ms=record_time_ms(entity, time_series), batch_id=batch_id, blob=blob)
+                    ts_ms=record_time_ms(entity, time_series), batch_id=batch_id, blob=blob,
+                    identity_fields=compiled.identities if dataset.profile_enabled else None,
+                    time_series=time_series)
 
 
 def _insert_records(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
@@ -209,11 +218,19 @@ def raw_error(raw: str | None) -> str:
     return "the line is not valid JSON" if raw is not None else "the record is missing"
 
 
-def store_prepared(conn: Connection, sandbox_id: str, items: list[Prepared], received_ms: int) -> list[Stored]:
+def store_prepared(conn: Connection, sandbox_id: str, items: list[Prepared], received_ms: int,
+                   limits: Limits = _DEFAULT_LIMITS) -> list[Stored]:
     """Store records in the caller's transaction; returns what happened to each.
 
     Each row takes its sandbox from its dataset, so requests of several sandboxes can share a call.
+    Records of profile-enabled datasets also go to the identity graph and the profile store
+    (`profiles.apply`), in the same transaction: a record is in its dataset and in its profile, or
+    in neither.
     """
+    profiled = [p for p in items if p.ok and p.identity_fields is not None]
+    if profiled:
+        outbox.lock(conn)  # before any row lock, so graph writers always lock in the same order
+        profiles.precheck(conn, profiled, limits)  # an identity rule broken turns the record into a failure
     good = [p for p in items if p.ok]
     new: set[tuple[str, str]] = set()
     if good:
@@ -233,15 +250,20 @@ def store_prepared(conn: Connection, sandbox_id: str, items: list[Prepared], rec
         failed_ids = {i: fid for (i, _), fid in zip(bad, ids)}
     out = []
     seen: set[tuple[str, str]] = set()
+    fresh: list[Prepared] = []
     for i, p in enumerate(items):
         if p.ok:
             key = (p.dataset.id, p.record_id or "")
             dup = key not in new or key in seen
             seen.add(key)
+            if not dup and p.identities is not None:
+                fresh.append(p)
             out.append(Stored(p.xaction_id, p.record_id, True, duplicate=dup))
         else:
             out.append(Stored(p.xaction_id, p.record_id, False, failed_record_id=failed_ids[i],
                               violations=p.violations))
+    if fresh:
+        profiles.apply(conn, fresh, received_ms, limits)
     return out
 
 

@@ -10,8 +10,9 @@ from typing import Any
 from wayline.config import Settings
 from wayline.kernel.problems import Problem
 from wayline.kernel.store import Coalescer, Store, now_ms
+from wayline.kernel.tenancy import audit
 from wayline.platform import datasets as ds
-from wayline.platform import failures, ingestion
+from wayline.platform import failures, identity, ingestion, merge_policies, merging, profiles
 from wayline.platform.datasets import Dataset
 from wayline.platform.schemas.registry import SchemaRegistry
 
@@ -25,7 +26,10 @@ class PlatformService:
         self.cache = ds.Cache()
         # Concurrent intake requests share one unit of work (measured: writer CPU per single-message
         # request fell by about two thirds in the benchmark's prototype).
-        self._intake = Coalescer(store, lambda conn, items: ingestion.store_prepared(conn, "", items, now_ms()))
+        self._intake = Coalescer(store, self._store_intake)
+
+    def _store_intake(self, conn: Any, items: list[ingestion.Prepared]) -> list[ingestion.Stored]:
+        return ingestion.store_prepared(conn, "", items, now_ms(), self.limits)
 
     # -- lookups on the hot path (cached) ------------------------------------------------------------
 
@@ -122,3 +126,139 @@ def _not_profile_schema(uri: str) -> Problem:
     return Problem(422, "validation", "Schema not enabled for profile",
                    f"schema {uri!r} is not enabled for profile; enable it before its datasets",
                    [FieldError("/profileEnabled", "the dataset's schema is not enabled for profile", "false")])
+
+
+# -- identities and profiles (a second facade section; keyword-only like the rest) ---------------------
+
+class ProfileService:
+    """Identities, merge policies and merged profiles of a sandbox."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.limits = settings.limits
+
+    # namespaces
+    async def namespaces(self, *, sandbox_id: str) -> list[identity.Namespace]:
+        nss = await self.store.read(profiles.namespaces, sandbox_id)
+        return sorted(nss.values(), key=lambda n: (n.custom, n.id))
+
+    async def create_namespace(self, *, sandbox_id: str, body: Any, actor: str) -> identity.Namespace:
+        return await self.store.write(lambda c: profiles.create_namespace(c, sandbox_id=sandbox_id, body=body,
+                                                                          actor=actor, now=now_ms()))
+
+    def ident(self, ns: str, value: str, *, where: str = "query:") -> identity.Ident:
+        """An identity named in a request, normalised as ingestion does (Email in lower case)."""
+        return identity.Ident(ns, identity.normalise(ns, value))
+
+    # merge policies
+    async def merge_policies(self, *, sandbox_id: str) -> list[dict[str, Any]]:
+        rows = await self.store.read(merge_policies.list_all, sandbox_id)
+        return [merge_policies.to_api(r) for r in rows]
+
+    async def merge_policy(self, *, sandbox_id: str, policy_id: str) -> dict[str, Any]:
+        return merge_policies.to_api(await self.store.read(merge_policies.get, sandbox_id, policy_id))
+
+    async def create_merge_policy(self, *, sandbox_id: str, body: Any, actor: str) -> dict[str, Any]:
+        row = await self.store.write(lambda c: merge_policies.create(c, sandbox_id=sandbox_id, body=body, actor=actor,
+                                                                     now=now_ms()))
+        return merge_policies.to_api(row)
+
+    async def update_merge_policy(self, *, sandbox_id: str, policy_id: str, body: Any, actor: str,
+                                  partial: bool) -> dict[str, Any]:
+        row = await self.store.write(lambda c: merge_policies.update(c, sandbox_id=sandbox_id, policy_id=policy_id,
+                                                                     body=body, actor=actor, now=now_ms(),
+                                                                     partial=partial))
+        return merge_policies.to_api(row)
+
+    async def delete_merge_policy(self, *, sandbox_id: str, policy_id: str, actor: str) -> None:
+        await self.store.write(lambda c: merge_policies.delete(c, sandbox_id=sandbox_id, policy_id=policy_id,
+                                                               actor=actor))
+
+    def _effective(self, conn: Any, sandbox_id: str, policy_id: str | None) -> profiles.Effective:
+        if policy_id:
+            return profiles.policy_of(merge_policies.get(conn, sandbox_id, policy_id))
+        return profiles.default_policy(conn, sandbox_id)
+
+    # profiles
+    async def profile(self, *, sandbox_id: str, ident: identity.Ident, merge_policy_id: str | None = None,
+                      explain: bool = False, fields: list[str] | None = None) -> dict[str, Any]:
+        def q(c: Any) -> dict[str, Any] | None:
+            eff = self._effective(c, sandbox_id, merge_policy_id)
+            return profiles.lookup(c, sandbox_id, ident, eff, explain=explain,
+                                   max_events=self.limits.max_events_per_profile)
+
+        out = await self.store.read(q)
+        if out is None:
+            raise Problem(404, "not-found", "Profile not found",
+                          f"no profile has the identity {ident.ns}:{ident.value!r} in this sandbox")
+        if fields:
+            out["entity"] = merging.project(out["entity"], fields)
+            if "explanation" in out:
+                prefixes = tuple("/" + f.replace(".", "/") for f in fields)
+                out["explanation"] = {k: v for k, v in out["explanation"].items()
+                                      if any(k == x or k.startswith(x + "/") for x in prefixes)}
+        return out
+
+    async def profile_events(self, *, sandbox_id: str, ident: identity.Ident, merge_policy_id: str | None,
+                             start_ms: int | None, end_ms: int | None, limit: int,
+                             after: tuple[int, str, str] | None) -> tuple[list[dict[str, Any]], Any]:
+        def q(c: Any) -> tuple[list[dict[str, Any]], Any] | None:
+            eff = self._effective(c, sandbox_id, merge_policy_id)
+            return profiles.events(c, sandbox_id, ident, eff, start_ms=start_ms, end_ms=end_ms, limit=limit,
+                                   after=after)
+
+        out = await self.store.read(q)
+        if out is None:
+            raise Problem(404, "not-found", "Profile not found",
+                          f"no profile has the identity {ident.ns}:{ident.value!r} in this sandbox")
+        return out
+
+    async def identity_graph(self, *, sandbox_id: str, ident: identity.Ident) -> dict[str, Any]:
+        out = await self.store.read(profiles.graph_of, sandbox_id, ident)
+        if out is None:
+            raise Problem(404, "not-found", "Identity not found",
+                          f"the identity {ident.ns}:{ident.value!r} is not in this sandbox's identity graph")
+        return out
+
+    async def delete_profile(self, *, sandbox_id: str, ident: identity.Ident, merge_policy_id: str | None,
+                             actor: str) -> dict[str, Any]:
+        def w(c: Any) -> dict[str, Any] | None:
+            eff = self._effective(c, sandbox_id, merge_policy_id)
+            out = profiles.delete_profile(c, sandbox_id, ident, eff, now=now_ms())
+            if out is not None:
+                audit(c, sandbox_id=sandbox_id, actor=actor, action="privacy-delete", resource_type="profile",
+                      resource_id=out["profileId"], after={"namespace": ident.ns, **out})
+            return out
+
+        out = await self.store.write(w)
+        if out is None:
+            raise Problem(404, "not-found", "Profile not found",
+                          f"no profile has the identity {ident.ns}:{ident.value!r} in this sandbox")
+        return out
+
+    async def delete_identity(self, *, sandbox_id: str, ident: identity.Ident, actor: str) -> dict[str, Any]:
+        def w(c: Any) -> dict[str, Any] | None:
+            out = profiles.delete_identity(c, sandbox_id, ident, now=now_ms())
+            if out is not None:
+                audit(c, sandbox_id=sandbox_id, actor=actor, action="privacy-delete", resource_type="identity",
+                      resource_id=out["profileId"], after={"namespace": ident.ns, **out})
+            return out
+
+        out = await self.store.write(w)
+        if out is None:
+            raise Problem(404, "not-found", "Identity not found",
+                          f"the identity {ident.ns}:{ident.value!r} is not in this sandbox's identity graph")
+        return out
+
+    def rebuild(self, *, sandbox_id: str, chunk: int = 500, on_progress: Any = None) -> int:
+        """Recompute the sandbox's stored profiles under its current default policy; returns keys done."""
+        after, done = 0, 0
+        while True:
+            last = self.store.write_blocking(lambda c, a=after: profiles.rebuild_view(c, sandbox_id, after_key=a,
+                                                                                      limit=chunk, now=now_ms()))
+            if last is None:
+                return done
+            done += 1
+            after = last
+            if on_progress:
+                on_progress(after)

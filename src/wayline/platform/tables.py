@@ -124,3 +124,108 @@ batch_files = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
 )
+
+# -- identities and profiles ------------------------------------------------------------------------
+# Graph and profile writes run under one lock (the outbox's, on PostgreSQL; SQLite has one writer),
+# so ids are allocated by the writer (max + 1) and a graph's id is the smallest id of its members.
+
+identity_namespaces = sa.Table(
+    "identity_namespaces", metadata,  # custom namespaces; the standard ones live in code
+    sa.Column("sandbox_id", sa.String(64), primary_key=True),
+    sa.Column("code", sa.String(64), primary_key=True),
+    sa.Column("id", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("id_type", sa.String(20), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+identities = sa.Table(
+    "identities", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("sandbox_id", sa.String(64), nullable=False),
+    sa.Column("ns", sa.String(64), nullable=False),
+    sa.Column("value", sa.String(1024), nullable=False),
+    sa.Column("graph_id", sa.BigInteger, nullable=False),
+    sa.Column("first_seen_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_seen_ms", sa.BigInteger, nullable=False),
+    sa.Column("event_count", sa.Integer, nullable=False, default=0),  # experience events it is primary of
+    sa.UniqueConstraint("sandbox_id", "ns", "value"),
+    sa.Index("ix_identities_graph", "graph_id"),
+)
+
+identity_links = sa.Table(
+    "identity_links", metadata,  # a_id < b_id: the two were seen together in a record
+    sa.Column("a_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("b_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("graph_id", sa.BigInteger, nullable=False),
+    sa.Column("first_seen_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_seen_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_identity_links_graph", "graph_id"),
+)
+
+# What happened to graphs beyond ordinary linking: merges, evictions by the graph limit, splits and
+# privacy deletes. Never silent: each is a row here and a profile-change event on the bus.
+graph_events = sa.Table(
+    "graph_events", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("sandbox_id", sa.String(64), nullable=False),
+    sa.Column("graph_id", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # merge | evict | split | delete
+    sa.Column("detail", JSONDoc, nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_graph_events_graph", "sandbox_id", "graph_id", "id"),
+)
+
+merge_policies = sa.Table(
+    "merge_policies", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("sandbox_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("schema_class", sa.String(200), nullable=False),
+    sa.Column("is_default", sa.Boolean, nullable=False, default=False),
+    sa.Column("identity_graph", sa.String(8), nullable=False),  # none | pdg
+    sa.Column("attribute_merge", sa.String(32), nullable=False),  # timestampOrdered | dataSetPrecedence
+    sa.Column("dataset_order", JSONDoc, nullable=False, default=list),
+    sa.Column("version", sa.Integer, nullable=False, default=1),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_merge_policies_sandbox", "sandbox_id", "created_ms"),
+)
+
+# One fragment per (dataset, primary identity): the dataset's records about that identity, upserted
+# attribute by attribute (wayline.platform.merging.upsert).
+profile_fragments = sa.Table(
+    "profile_fragments", metadata,
+    sa.Column("dataset_id", sa.String(40), primary_key=True),
+    sa.Column("identity_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("sandbox_id", sa.String(64), nullable=False),
+    sa.Column("body", JSONDoc, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+    sa.Column("leaf_ms", JSONDoc, nullable=True),
+    sa.Column("record_id", sa.String(500), nullable=True),
+    sa.Index("ix_profile_fragments_identity", "identity_id"),
+)
+
+# Every profile record (fragment sources and experience events) by its primary identity: what a
+# privacy delete removes, and the index experience events are read through.
+profile_records = sa.Table(
+    "profile_records", metadata,
+    sa.Column("identity_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("is_event", sa.Boolean, primary_key=True),
+    sa.Column("ts_ms", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("dataset_id", sa.String(40), primary_key=True),
+    sa.Column("record_id", sa.String(500), primary_key=True),
+)
+
+# The merged profiles of the sandbox's default merge policy, kept up to date by every change
+# (`key` is the graph id under pdg, the identity id under none). Other policies merge on read.
+profile_view = sa.Table(
+    "profile_view", metadata,
+    sa.Column("sandbox_id", sa.String(64), primary_key=True),
+    sa.Column("key", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("policy", sa.String(60), nullable=False),  # "<policy id>@<version>"
+    sa.Column("body", JSONDoc, nullable=False),
+    sa.Column("event_count", sa.Integer, nullable=False, default=0),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)

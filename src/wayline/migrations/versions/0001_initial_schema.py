@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 21:08:45.110787
+Create Date: 2026-12-04 23:02:17.930738
 """
 from alembic import op
 import sqlalchemy as sa
@@ -99,6 +99,18 @@ def upgrade() -> None:
     with op.batch_alter_table('failed_records', schema=None) as batch_op:
         batch_op.create_index('ix_failed_dataset_status', ['dataset_id', 'status', 'id'], unique=False)
 
+    op.create_table('graph_events',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('graph_id', sa.BigInteger(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('detail', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('at_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_graph_events'))
+    )
+    with op.batch_alter_table('graph_events', schema=None) as batch_op:
+        batch_op.create_index('ix_graph_events_graph', ['sandbox_id', 'graph_id', 'id'], unique=False)
+
     op.create_table('idempotency_keys',
     sa.Column('sandbox_id', sa.String(length=64), nullable=False),
     sa.Column('key', sa.String(length=255), nullable=False),
@@ -107,6 +119,42 @@ def upgrade() -> None:
     sa.Column('body', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('created_ms', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('sandbox_id', 'key', name=op.f('pk_idempotency_keys'))
+    )
+    op.create_table('identities',
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('ns', sa.String(length=64), nullable=False),
+    sa.Column('value', sa.String(length=1024), nullable=False),
+    sa.Column('graph_id', sa.BigInteger(), nullable=False),
+    sa.Column('first_seen_ms', sa.BigInteger(), nullable=False),
+    sa.Column('last_seen_ms', sa.BigInteger(), nullable=False),
+    sa.Column('event_count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_identities')),
+    sa.UniqueConstraint('sandbox_id', 'ns', 'value', name=op.f('uq_identities_sandbox_id_ns_value'))
+    )
+    with op.batch_alter_table('identities', schema=None) as batch_op:
+        batch_op.create_index('ix_identities_graph', ['graph_id'], unique=False)
+
+    op.create_table('identity_links',
+    sa.Column('a_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('b_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('graph_id', sa.BigInteger(), nullable=False),
+    sa.Column('first_seen_ms', sa.BigInteger(), nullable=False),
+    sa.Column('last_seen_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('a_id', 'b_id', name=op.f('pk_identity_links'))
+    )
+    with op.batch_alter_table('identity_links', schema=None) as batch_op:
+        batch_op.create_index('ix_identity_links_graph', ['graph_id'], unique=False)
+
+    op.create_table('identity_namespaces',
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('code', sa.String(length=64), nullable=False),
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('id_type', sa.String(length=20), nullable=False),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('sandbox_id', 'code', name=op.f('pk_identity_namespaces'))
     )
     op.create_table('inbox',
     sa.Column('consumer', sa.String(length=100), nullable=False),
@@ -125,6 +173,23 @@ def upgrade() -> None:
     sa.Column('created_ms', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_inlets'))
     )
+    op.create_table('merge_policies',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('schema_class', sa.String(length=200), nullable=False),
+    sa.Column('is_default', sa.Boolean(), nullable=False),
+    sa.Column('identity_graph', sa.String(length=8), nullable=False),
+    sa.Column('attribute_merge', sa.String(length=32), nullable=False),
+    sa.Column('dataset_order', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
+    sa.Column('updated_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_merge_policies'))
+    )
+    with op.batch_alter_table('merge_policies', schema=None) as batch_op:
+        batch_op.create_index('ix_merge_policies_sandbox', ['sandbox_id', 'created_ms'], unique=False)
+
     op.create_table('organizations',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -158,6 +223,36 @@ def upgrade() -> None:
     sa.Column('error', sa.Text(), nullable=False),
     sa.Column('parked_ms', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'stream', 'key', name=op.f('pk_parked_keys'))
+    )
+    op.create_table('profile_fragments',
+    sa.Column('dataset_id', sa.String(length=40), nullable=False),
+    sa.Column('identity_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('body', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('updated_ms', sa.BigInteger(), nullable=False),
+    sa.Column('leaf_ms', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
+    sa.Column('record_id', sa.String(length=500), nullable=True),
+    sa.PrimaryKeyConstraint('dataset_id', 'identity_id', name=op.f('pk_profile_fragments'))
+    )
+    with op.batch_alter_table('profile_fragments', schema=None) as batch_op:
+        batch_op.create_index('ix_profile_fragments_identity', ['identity_id'], unique=False)
+
+    op.create_table('profile_records',
+    sa.Column('identity_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('is_event', sa.Boolean(), nullable=False),
+    sa.Column('ts_ms', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('dataset_id', sa.String(length=40), nullable=False),
+    sa.Column('record_id', sa.String(length=500), nullable=False),
+    sa.PrimaryKeyConstraint('identity_id', 'is_event', 'ts_ms', 'dataset_id', 'record_id', name=op.f('pk_profile_records'))
+    )
+    op.create_table('profile_view',
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('key', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('policy', sa.String(length=60), nullable=False),
+    sa.Column('body', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('event_count', sa.Integer(), nullable=False),
+    sa.Column('updated_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('sandbox_id', 'key', name=op.f('pk_profile_view'))
     )
     op.create_table('records',
     sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -265,6 +360,12 @@ def downgrade() -> None:
         batch_op.drop_index('ix_records_batch')
 
     op.drop_table('records')
+    op.drop_table('profile_view')
+    op.drop_table('profile_records')
+    with op.batch_alter_table('profile_fragments', schema=None) as batch_op:
+        batch_op.drop_index('ix_profile_fragments_identity')
+
+    op.drop_table('profile_fragments')
     op.drop_table('parked_keys')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_unpublished')
@@ -272,9 +373,26 @@ def downgrade() -> None:
 
     op.drop_table('outbox')
     op.drop_table('organizations')
+    with op.batch_alter_table('merge_policies', schema=None) as batch_op:
+        batch_op.drop_index('ix_merge_policies_sandbox')
+
+    op.drop_table('merge_policies')
     op.drop_table('inlets')
     op.drop_table('inbox')
+    op.drop_table('identity_namespaces')
+    with op.batch_alter_table('identity_links', schema=None) as batch_op:
+        batch_op.drop_index('ix_identity_links_graph')
+
+    op.drop_table('identity_links')
+    with op.batch_alter_table('identities', schema=None) as batch_op:
+        batch_op.drop_index('ix_identities_graph')
+
+    op.drop_table('identities')
     op.drop_table('idempotency_keys')
+    with op.batch_alter_table('graph_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_graph_events_graph')
+
+    op.drop_table('graph_events')
     with op.batch_alter_table('failed_records', schema=None) as batch_op:
         batch_op.drop_index('ix_failed_dataset_status')
 

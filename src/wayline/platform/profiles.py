@@ -1,0 +1,736 @@
+"""The identity graph and profile store: the query module behind identities and merged profiles.
+
+Ingestion calls `precheck` (identity rules, before a record is accepted as valid) and `apply` (in
+the same unit of work as the records): identities are stitched into graphs, record-class records
+are upserted into fragments, experience events are indexed by their primary identity, the merged
+view of every touched profile is recomputed from its fragments, and one `platform.profile.changed`
+event per touched profile goes into the outbox. The decisions are made by the pure cores
+(`identity`, `graph`, `merging`); this module loads their inputs and writes their results.
+
+All graph writes run under one lock (`outbox.lock`: PostgreSQL's outbox advisory lock; SQLite has
+a single writer), which makes id allocation by `max(id) + 1` safe and keeps graphs consistent
+across writer threads and processes. A graph's id is the smallest id of its members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from wayline.config import Limits
+from wayline.kernel import outbox
+from wayline.kernel.store import insert_ignore, upsert_many
+from wayline.platform import contracts, graph, identity, merging
+from wayline.platform import tables as t
+from wayline.platform.identity import Ident
+
+if TYPE_CHECKING:
+    from wayline.platform.ingestion import Prepared
+
+NO_POLICY = merging.Policy(id="", graph="none", attribute_merge="timestampOrdered")
+_CHUNK = 400  # ids per IN (...) list
+
+
+# -- namespaces and policies -----------------------------------------------------------------------
+
+def namespaces(conn: Connection, sandbox_id: str) -> dict[str, identity.Namespace]:
+    """Standard namespaces and the sandbox's custom ones, by code."""
+    out = dict(identity.STANDARD)
+    for r in conn.execute(sa.select(t.identity_namespaces).where(t.identity_namespaces.c.sandbox_id == sandbox_id)):
+        out[r.code] = identity.Namespace(r.code, r.id, r.name, r.id_type, True, r.description)
+    return out
+
+
+@dataclass(frozen=True)
+class Effective:
+    """A merge policy as the store uses it, with the stamp its view rows carry."""
+
+    policy: merging.Policy
+    stamp: str
+
+
+def policy_of(row: Any) -> Effective:
+    pol = merging.Policy(id=row.id, graph=row.identity_graph, attribute_merge=row.attribute_merge,
+                         order=tuple(row.dataset_order or ()))
+    return Effective(pol, f"{row.id}@{row.version}")
+
+
+def default_policy(conn: Connection, sandbox_id: str) -> Effective:
+    """The sandbox's default profile merge policy; with none, no stitching (identity graph 'none')."""
+    row = conn.execute(sa.select(t.merge_policies).where(
+        t.merge_policies.c.sandbox_id == sandbox_id, t.merge_policies.c.is_default.is_(True),
+        t.merge_policies.c.schema_class == PROFILE_CLASS)).first()
+    return policy_of(row) if row is not None else Effective(NO_POLICY, "none")
+
+
+PROFILE_CLASS = "_xdm.context.profile"
+
+
+# -- ingestion -------------------------------------------------------------------------------------
+
+def precheck(conn: Connection, items: Sequence[Prepared], limits: Limits) -> None:
+    """Identity and fragment rules for profile records; a record that breaks one becomes a failure."""
+    ns_by_sandbox: dict[str, dict[str, identity.Namespace]] = {}
+    for p in items:
+        sid = p.dataset.sandbox_id
+        nss = ns_by_sandbox.get(sid)
+        if nss is None:
+            nss = ns_by_sandbox[sid] = namespaces(conn, sid)
+        found, violations = identity.extract(p.entity, p.identity_fields or (), nss,
+                                             max_per_record=limits.max_identities_per_record,
+                                             graph_limit=limits.identity_graph_limit)
+        if not violations and not found:
+            violations = [{"pointerToViolation": "/identityMap", "schemaLocation": "#", "keyword": "identity",
+                           "message": "a record of a profile-enabled dataset needs at least one identity "
+                                      "(an identityMap entry or an identity field)"}]
+        if not p.time_series:
+            violations += merging.array_violations(p.entity, limits.max_array_items)
+        if violations:
+            p.ok = False
+            p.violations = violations
+        else:
+            p.identities = found
+
+
+@dataclass
+class _Touch:
+    """What happened to one profile in this unit of work."""
+
+    ident: Ident  # the identity the event's ordering key is built from
+    changes: set[str] = field(default_factory=set)
+    dataset_id: str | None = None
+    record_id: str | None = None
+    fields: set[str] = field(default_factory=set)
+    previous: set[int] = field(default_factory=set)
+
+
+class _Graphs:
+    """The graphs a unit of work touches, loaded once and kept in memory while records are applied."""
+
+    def __init__(self, conn: Connection, sandbox_id: str, idents: Iterable[Ident]) -> None:
+        self.conn, self.sandbox_id = conn, sandbox_id
+        self.node: dict[Ident, Any] = {}  # Ident -> [id, graph_id, first, last, event_count]
+        self.loaded: dict[Ident, tuple[int, int, int, int]] = {}  # Ident -> (graph_id, first, last, events)
+        self._keep: list[graph.Graph] = []  # graphs stay alive, so id(Graph) keys are never reused
+        rows = _identity_rows(conn, sandbox_id, idents)
+        gids = {r.graph_id for r in rows}
+        members = _rows_by_graph(conn, t.identities, gids) if gids else []
+        links = _rows_by_graph(conn, t.identity_links, gids) if gids else []
+        by_id: dict[int, Ident] = {}
+        graphs: dict[int, graph.Graph] = {}
+        for r in members:
+            i = Ident(r.ns, r.value)
+            by_id[r.id] = i
+            self.node[i] = [r.id, r.graph_id, r.first_seen_ms, r.last_seen_ms, r.event_count]
+            self.loaded[i] = (r.graph_id, r.first_seen_ms, r.last_seen_ms, r.event_count)
+            graphs.setdefault(r.graph_id, graph.Graph({}, {})).members[i] = graph.Member(r.first_seen_ms,
+                                                                                         r.last_seen_ms)
+        self.links0: dict[tuple[int, int], tuple[int, int, int]] = {}
+        for r in links:
+            a, b = by_id[r.a_id], by_id[r.b_id]
+            graphs[r.graph_id].links[(a, b) if a < b else (b, a)] = graph.Link(r.first_seen_ms, r.last_seen_ms)
+            self.links0[(r.a_id, r.b_id)] = (r.graph_id, r.first_seen_ms, r.last_seen_ms)
+        self.of: dict[Ident, graph.Graph] = {}
+        self.old_gid: dict[int, int] = {}  # id(Graph) -> graph id it was loaded with
+        for gid, g in graphs.items():
+            self._keep.append(g)
+            self.old_gid[id(g)] = gid
+            for i in g.members:
+                self.of[i] = g
+        self.loaded_gids = set(graphs)
+        self.touch: dict[int, _Touch] = {}  # id(Graph) -> what happened to it
+        self.events: list[tuple[int, str, dict[str, Any]]] = []  # (id(Graph), kind, detail)
+
+    def stitch(self, idents: list[Ident], at_ms: int, limit: int) -> graph.Graph:
+        current: dict[int, graph.Graph] = {}
+        for i in idents:
+            g = self.of.get(i)
+            if g is not None:
+                current[id(g)] = g
+        res = graph.stitch(list(current.values()), idents, at_ms, limit=limit)
+        self._keep += [res.graph, *res.detached]
+        carried: set[int] = set()
+        changes: set[str] = set()
+        for g in current.values():
+            before = self.touch.pop(id(g), None)
+            if before is not None:
+                changes |= before.changes
+                carried |= before.previous
+            if id(g) in self.old_gid:
+                carried.add(self.old_gid[id(g)])
+        for g in (res.graph, *res.detached):
+            for i in g.members:
+                self.of[i] = g
+        touch = self.touch.setdefault(id(res.graph), _Touch(idents[0]))
+        touch.changes |= changes
+        touch.previous |= carried
+        if len(current) > 1 or any(i not in self._members_before(current) for i in idents[1:]):
+            touch.changes.add("link")
+        if len(current) > 1:
+            self.events.append((id(res.graph), "merge", {"graphs": len(current)}))
+        if res.evicted:
+            touch.changes.add("overflow")
+            self.events.append((id(res.graph), "evict", {
+                "identities": [{"namespace": i.ns, "id": i.value} for i in res.evicted],
+                "reason": f"the graph limit of {limit} identities was exceeded; the oldest were removed"}))
+        for d in res.detached:
+            dt = self.touch.setdefault(id(d), _Touch(min(d.members)))
+            dt.changes.add("unlink")
+            dt.previous |= carried
+            if len(d.members) > 1 or not any(i in d.members for i in res.evicted):
+                self.events.append((id(d), "split", {"members": len(d.members)}))
+        return res.graph
+
+    @staticmethod
+    def _members_before(current: dict[int, graph.Graph]) -> set[Ident]:
+        out: set[Ident] = set()
+        for g in current.values():
+            out |= g.members.keys()
+        return out
+
+    def final(self) -> list[graph.Graph]:
+        seen: dict[int, graph.Graph] = {}
+        for g in self.of.values():
+            seen[id(g)] = g
+        return list(seen.values())
+
+
+def apply(conn: Connection, items: Sequence[Prepared], received_ms: int, limits: Limits) -> None:
+    """Stitch, store fragments and events, refresh the view and emit change events for new records."""
+    by_sandbox: dict[str, list[Prepared]] = {}
+    for p in items:
+        by_sandbox.setdefault(p.dataset.sandbox_id, []).append(p)
+    if not by_sandbox:
+        return
+    outbox.lock(conn)
+    for sandbox_id, part in by_sandbox.items():
+        _apply_sandbox(conn, sandbox_id, part, received_ms, limits)
+
+
+def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now: int, limits: Limits) -> None:
+    eff = default_policy(conn, sandbox_id)
+    idents = {f.ident for p in items for f in p.identities or ()}
+    gs = _Graphs(conn, sandbox_id, idents)
+    # 1. the graph, record by record, in memory
+    primaries: list[Ident] = []
+    for p in items:
+        ids = [f.ident for f in p.identities or ()]
+        ts = p.ts_ms if p.ts_ms is not None else now
+        g = gs.stitch(ids, ts, limits.identity_graph_limit)
+        touch = gs.touch[id(g)]
+        touch.ident = ids[0]
+        touch.changes.add("event" if p.time_series else "fragment")
+        touch.dataset_id, touch.record_id = p.dataset.id, p.record_id
+        touch.fields |= {k for k in p.entity if k != "_id"}
+        primaries.append(ids[0])
+    # 2. ids: new identities get max + 1 (safe under the lock); a graph's id is its smallest member id
+    new = [i for i in gs.of if i not in gs.node]
+    if new:
+        next_id = (conn.execute(sa.select(sa.func.max(t.identities.c.id))).scalar() or 0) + 1
+        for n, i in enumerate(sorted(new)):
+            gs.node[i] = [next_id + n, None, None, None, 0]
+    finals = gs.final()
+    gid_of: dict[int, int] = {id(g): min(gs.node[i][0] for i in g.members) for g in finals}
+    for p, prim in zip(items, primaries):
+        if p.time_series:
+            gs.node[prim][4] += 1
+    # 3. identities and links: write what differs from what was loaded
+    inserts, updates = [], []
+    for g in finals:
+        gid = gid_of[id(g)]
+        for i, m in g.members.items():
+            node = gs.node[i]
+            if node[1] is None:
+                inserts.append({"id": node[0], "sandbox_id": sandbox_id, "ns": i.ns, "value": i.value,
+                                "graph_id": gid, "first_seen_ms": m.first_seen_ms, "last_seen_ms": m.last_seen_ms,
+                                "event_count": node[4]})
+            elif gs.loaded[i] != (gid, m.first_seen_ms, m.last_seen_ms, node[4]):
+                updates.append((gid, m.first_seen_ms, m.last_seen_ms, node[4], node[0]))
+    if inserts:
+        insert_ignore(conn, t.identities, inserts, ["id"])
+    if updates:
+        conn.exec_driver_sql(_sql(conn, "UPDATE identities SET graph_id = ?, first_seen_ms = ?, last_seen_ms = ?, "
+                                        "event_count = ? WHERE id = ?"), updates)
+    link_now: dict[tuple[int, int], tuple[int, int, int]] = {}
+    for g in finals:
+        gid = gid_of[id(g)]
+        for (a, b), ln in g.links.items():
+            x, y = gs.node[a][0], gs.node[b][0]
+            link_now[(min(x, y), max(x, y))] = (gid, ln.first_seen_ms, ln.last_seen_ms)
+    gone = [k for k in gs.links0 if k not in link_now]
+    if gone:
+        conn.exec_driver_sql(_sql(conn, "DELETE FROM identity_links WHERE a_id = ? AND b_id = ?"), gone)
+    link_new = [{"a_id": a, "b_id": b, "graph_id": v[0], "first_seen_ms": v[1], "last_seen_ms": v[2]}
+                for (a, b), v in link_now.items() if (a, b) not in gs.links0]
+    if link_new:
+        insert_ignore(conn, t.identity_links, link_new, ["a_id", "b_id"])
+    link_upd = [(v[0], v[1], v[2], a, b) for (a, b), v in link_now.items()
+                if (a, b) in gs.links0 and gs.links0[(a, b)] != v]
+    if link_upd:
+        conn.exec_driver_sql(_sql(conn, "UPDATE identity_links SET graph_id = ?, first_seen_ms = ?, last_seen_ms = ? "
+                                        "WHERE a_id = ? AND b_id = ?"), link_upd)
+    # 4. fragments and the record index
+    frag_items = [(p, gs.node[prim][0]) for p, prim in zip(items, primaries) if not p.time_series]
+    frags = _fragments_by_key(conn, {(p.dataset.id, nid) for p, nid in frag_items})
+    changed: dict[tuple[str, int], merging.Fragment] = {}
+    ident_of_id = {v[0]: k for k, v in gs.node.items()}
+    for p, nid in frag_items:
+        key = (p.dataset.id, nid)
+        prim = ident_of_id[nid]
+        ts = p.ts_ms if p.ts_ms is not None else now
+        frags[key] = changed[key] = merging.upsert(frags.get(key), dataset_id=p.dataset.id, ns=prim.ns,
+                                                   value=prim.value, body=_normalised(p.entity), ts_ms=ts,
+                                                   record_id=p.record_id)
+    if changed:
+        upsert_many(conn, t.profile_fragments, [
+            {"dataset_id": d, "identity_id": nid, "sandbox_id": sandbox_id, "body": f.body, "updated_ms": f.updated_ms,
+             "leaf_ms": f.leaf_ms, "record_id": f.record_id} for (d, nid), f in changed.items()],
+            ["dataset_id", "identity_id"], ["body", "updated_ms", "leaf_ms", "record_id"])
+    insert_ignore(conn, t.profile_records, [
+        {"identity_id": gs.node[prim][0], "is_event": p.time_series, "ts_ms": p.ts_ms if p.ts_ms is not None else now,
+         "dataset_id": p.dataset.id, "record_id": p.record_id} for p, prim in zip(items, primaries)],
+        ["identity_id", "is_event", "ts_ms", "dataset_id", "record_id"])
+    # 5. graph events
+    if gs.events:
+        conn.execute(t.graph_events.insert(), [
+            {"sandbox_id": sandbox_id, "graph_id": gid_of[gkey], "kind": kind, "detail": detail, "at_ms": now}
+            for gkey, kind, detail in gs.events])
+    # 6. the view of every touched profile, and one change event each
+    touched = [g for g in finals if id(g) in gs.touch]
+    if eff.policy.graph == "pdg":
+        keys = {gid_of[id(g)]: [gs.node[i][0] for i in g.members] for g in touched}
+        vanished = {gid for g in touched for gid in gs.touch[id(g)].previous} - set(gid_of.values())
+        vanished |= gs.loaded_gids - set(gid_of.values())
+    else:
+        keys = {gs.node[prim][0]: [gs.node[prim][0]] for prim in primaries}
+        vanished = set()
+    refresh_view(conn, sandbox_id, keys, eff, now, vanished=vanished)
+    messages = []
+    for g in touched:
+        tch = gs.touch[id(g)]
+        gid = gid_of[id(g)]
+        event = contracts.ProfileChangedV1(
+            sandboxId=sandbox_id, profileId=str(gid), identity=contracts.Identity(namespace=tch.ident.ns, id=tch.ident.value),
+            changes=sorted(tch.changes), datasetId=tch.dataset_id, recordId=tch.record_id, fields=sorted(tch.fields),
+            previousProfileIds=sorted(str(x) for x in tch.previous if x != gid), atMs=now)
+        messages.append((contracts.PROFILE_STREAM, outbox.ordering_key(sandbox_id, tch.ident.ns, tch.ident.value),
+                         contracts.PROFILE_CHANGED, event.model_dump(mode="json")))
+    outbox.add_many(conn, messages, now_ms=now)
+
+
+# -- the view --------------------------------------------------------------------------------------
+
+def refresh_view(conn: Connection, sandbox_id: str, keys: dict[int, list[int]], eff: Effective, now: int, *,
+                 vanished: Iterable[int] = ()) -> None:
+    """Recompute the view rows of `keys` (key -> member identity ids) from their fragments."""
+    vanished = [k for k in vanished if k not in keys]
+    if vanished:
+        for part in _chunks(vanished):
+            conn.execute(t.profile_view.delete().where(t.profile_view.c.sandbox_id == sandbox_id,
+                                                       t.profile_view.c.key.in_(part)))
+    if not keys:
+        return
+    all_ids = [i for ids in keys.values() for i in ids]
+    frags = fragments_of(conn, all_ids)
+    counts = event_counts(conn, all_ids)
+    rows = []
+    empty = []
+    for key, ids in keys.items():
+        fs = [f for i in ids for f in frags.get(i, ())]
+        n = sum(counts.get(i, 0) for i in ids)
+        if not fs and not n:
+            empty.append(key)
+            continue
+        body = merging.merge(fs, eff.policy).profile
+        rows.append({"sandbox_id": sandbox_id, "key": key, "policy": eff.stamp, "body": body, "event_count": n,
+                     "updated_ms": now})
+    upsert_many(conn, t.profile_view, rows, ["sandbox_id", "key"], ["policy", "body", "event_count", "updated_ms"])
+    for part in _chunks(empty):
+        conn.execute(t.profile_view.delete().where(t.profile_view.c.sandbox_id == sandbox_id,
+                                                   t.profile_view.c.key.in_(part)))
+
+
+def fragments_of(conn: Connection, identity_ids: Sequence[int]) -> dict[int, list[merging.Fragment]]:
+    """Fragments by identity id (each fragment belongs to its primary identity)."""
+    out: dict[int, list[merging.Fragment]] = {}
+    c = t.profile_fragments.c
+    for part in _chunks(list(dict.fromkeys(identity_ids))):
+        rows = conn.execute(sa.select(c.dataset_id, c.identity_id, c.body, c.updated_ms, c.leaf_ms, c.record_id,
+                                      t.identities.c.ns, t.identities.c.value)
+                            .join(t.identities, t.identities.c.id == c.identity_id)
+                            .where(c.identity_id.in_(part))).all()
+        for r in rows:
+            out.setdefault(r.identity_id, []).append(merging.Fragment(
+                r.dataset_id, r.ns, r.value, r.body, r.updated_ms, r.record_id, r.leaf_ms or None))
+    return out
+
+
+def event_counts(conn: Connection, identity_ids: Sequence[int]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for part in _chunks(list(dict.fromkeys(identity_ids))):
+        for r in conn.execute(sa.select(t.identities.c.id, t.identities.c.event_count)
+                              .where(t.identities.c.id.in_(part))):
+            out[r.id] = r.event_count
+    return out
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def _normalised(entity: dict[str, Any]) -> dict[str, Any]:
+    """The record as its fragment keeps it: identityMap values normalised as the graph has them."""
+    im = entity.get("identityMap")
+    if not isinstance(im, dict):
+        return entity
+    fixed: dict[str, Any] | None = None
+    for ns, items in im.items():
+        if not isinstance(items, list):
+            continue
+        for n, item in enumerate(items):
+            v = item.get("id") if isinstance(item, dict) else None
+            if isinstance(v, str):
+                norm = identity.normalise(ns, v)
+                if norm != v:
+                    if fixed is None:
+                        fixed = dict(im)
+                    if fixed[ns] is items:
+                        fixed[ns] = items = list(items)
+                    items[n] = {**item, "id": norm}
+    return entity if fixed is None else {**entity, "identityMap": fixed}
+
+
+def _chunks(items: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), n):
+        yield items[start:start + n]
+
+
+def _identity_rows(conn: Connection, sandbox_id: str, idents: Iterable[Ident]) -> list[Any]:
+    c = t.identities.c
+    out: list[Any] = []
+    idents = list(idents)
+    for part in _chunks(idents):
+        out += conn.execute(sa.select(c.id, c.ns, c.value, c.graph_id).where(
+            c.sandbox_id == sandbox_id, sa.tuple_(c.ns, c.value).in_([(i.ns, i.value) for i in part]))).all()
+    return out
+
+
+def _rows_by_graph(conn: Connection, table: sa.Table, gids: Iterable[int]) -> list[Any]:
+    out: list[Any] = []
+    for part in _chunks(sorted(gids)):
+        out += conn.execute(sa.select(table).where(table.c.graph_id.in_(part))).all()
+    return out
+
+
+def _fragments_by_key(conn: Connection, keys: set[tuple[str, int]]) -> dict[tuple[str, int], merging.Fragment]:
+    if not keys:
+        return {}
+    c = t.profile_fragments.c
+    out: dict[tuple[str, int], merging.Fragment] = {}
+    for part in _chunks(sorted(keys)):
+        rows = conn.execute(sa.select(c.dataset_id, c.identity_id, c.body, c.updated_ms, c.leaf_ms, c.record_id,
+                                      t.identities.c.ns, t.identities.c.value)
+                            .join(t.identities, t.identities.c.id == c.identity_id)
+                            .where(sa.tuple_(c.dataset_id, c.identity_id).in_(list(part)))).all()
+        for r in rows:
+            out[(r.dataset_id, r.identity_id)] = merging.Fragment(r.dataset_id, r.ns, r.value, r.body, r.updated_ms,
+                                                                  r.record_id, r.leaf_ms or None)
+    return out
+
+
+def _sql(conn: Connection, sql: str) -> str:
+    return sql if conn.dialect.name == "sqlite" else sql.replace("?", "%s")
+
+
+# -- lookups ---------------------------------------------------------------------------------------
+
+def find_identity(conn: Connection, sandbox_id: str, ident: Ident) -> Any:
+    c = t.identities.c
+    return conn.execute(sa.select(c.id, c.graph_id, c.ns, c.value).where(
+        c.sandbox_id == sandbox_id, c.ns == ident.ns, c.value == ident.value)).first()
+
+
+def members_of(conn: Connection, graph_id: int) -> list[Any]:
+    c = t.identities.c
+    return conn.execute(sa.select(c.id, c.ns, c.value, c.first_seen_ms, c.last_seen_ms, c.event_count)
+                        .where(c.graph_id == graph_id).order_by(c.id)).all()
+
+
+def _scope(conn: Connection, node: Any, eff: Effective) -> tuple[int, list[Any]]:
+    """The view key and the member identities a policy merges for the identity `node`."""
+    if eff.policy.graph == "pdg":
+        return node.graph_id, members_of(conn, node.graph_id)
+    c = t.identities.c
+    return node.id, conn.execute(sa.select(c.id, c.ns, c.value, c.first_seen_ms, c.last_seen_ms, c.event_count)
+                                 .where(c.id == node.id)).all()
+
+
+def lookup(conn: Connection, sandbox_id: str, ident: Ident, eff: Effective, *, explain: bool,
+           max_events: int) -> dict[str, Any] | None:
+    """The merged profile of the identity under a policy, or None when nothing is known of it."""
+    node = find_identity(conn, sandbox_id, ident)
+    if node is None:
+        return None
+    key, members = _scope(conn, node, eff)
+    ids = [m.id for m in members]
+    events = sum(m.event_count for m in members)
+    sources = None
+    row = None
+    if not explain:
+        row = conn.execute(sa.select(t.profile_view.c.policy, t.profile_view.c.body, t.profile_view.c.updated_ms)
+                           .where(t.profile_view.c.sandbox_id == sandbox_id, t.profile_view.c.key == key)).first()
+    if row is not None and row.policy == eff.stamp:
+        body, updated = row.body, row.updated_ms
+        frag_count = None
+    else:
+        frags = [f for fs in fragments_of(conn, ids).values() for f in fs]
+        if not frags and not events:
+            return None
+        merged = merging.merge(frags, eff.policy, explain=explain)
+        body, sources = merged.profile, merged.sources
+        updated = max((f.updated_ms for f in frags), default=None)
+        frag_count = len(frags)
+    out: dict[str, Any] = {
+        "profileId": str(node.graph_id), "entityId": ident.value, "entityIdNS": {"code": ident.ns},
+        "mergePolicy": {"id": eff.policy.id or None, "identityGraph": eff.policy.graph,
+                        "attributeMerge": eff.policy.attribute_merge},
+        "entity": body, "lastModifiedAt": updated,
+        "identities": [{"namespace": {"code": m.ns}, "id": m.value} for m in members],
+        "eventCount": events, "eventsOverLimit": events > max_events,
+    }
+    if explain:
+        out["fragmentCount"] = frag_count
+        out["explanation"] = {p: {"datasetId": s.dataset_id, "identity": {"namespace": {"code": s.ns}, "id": s.value},
+                                  "recordId": s.record_id, "updatedAt": s.updated_ms}
+                              for p, s in sorted((sources or {}).items())}
+    return out
+
+
+def events(conn: Connection, sandbox_id: str, ident: Ident, eff: Effective, *, start_ms: int | None,
+           end_ms: int | None, limit: int, after: tuple[int, str, str] | None) -> tuple[list[dict[str, Any]], Any] | None:
+    """Experience events of the profile, oldest first: (items, cursor of the next page or None), or
+    None when the identity is unknown."""
+    node = find_identity(conn, sandbox_id, ident)
+    if node is None:
+        return None
+    _, members = _scope(conn, node, eff)
+    pr, r = t.profile_records.c, t.records.c
+    stmt = (sa.select(pr.ts_ms, pr.dataset_id, pr.record_id, r.body)
+            .join(t.records, sa.and_(r.dataset_id == pr.dataset_id, r.record_id == pr.record_id))
+            .where(pr.identity_id.in_([m.id for m in members]), pr.is_event.is_(True)))
+    if start_ms is not None:
+        stmt = stmt.where(pr.ts_ms >= start_ms)
+    if end_ms is not None:
+        stmt = stmt.where(pr.ts_ms < end_ms)
+    if after is not None:
+        stmt = stmt.where(sa.tuple_(pr.ts_ms, pr.dataset_id, pr.record_id) > sa.tuple_(*after))
+    rows = conn.execute(stmt.order_by(pr.ts_ms, pr.dataset_id, pr.record_id).limit(limit + 1)).all()
+    items = [{"timestamp": x.ts_ms, "datasetId": x.dataset_id, "recordId": x.record_id, "entity": x.body}
+             for x in rows[:limit]]
+    nxt = (rows[limit - 1].ts_ms, rows[limit - 1].dataset_id, rows[limit - 1].record_id) if len(rows) > limit else None
+    return items, nxt
+
+
+def segmentation_events(conn: Connection, sandbox_id: str, ident: Ident, eff: Effective, *,
+                        max_events: int) -> list[dict[str, Any]]:
+    """The events segmentation sees: the newest `max_events` of the profile, oldest first.
+
+    A profile over the limit keeps all its events (readable through `events`); only the excess, the
+    oldest, is left out here.
+    """
+    node = find_identity(conn, sandbox_id, ident)
+    if node is None:
+        return []
+    _, members = _scope(conn, node, eff)
+    pr, r = t.profile_records.c, t.records.c
+    rows = conn.execute(sa.select(pr.ts_ms, r.body)
+                        .join(t.records, sa.and_(r.dataset_id == pr.dataset_id, r.record_id == pr.record_id))
+                        .where(pr.identity_id.in_([m.id for m in members]), pr.is_event.is_(True))
+                        .order_by(pr.ts_ms.desc(), pr.dataset_id.desc(), pr.record_id.desc())
+                        .limit(max_events)).all()
+    return [x.body for x in reversed(rows)]
+
+
+def graph_of(conn: Connection, sandbox_id: str, ident: Ident) -> dict[str, Any] | None:
+    node = find_identity(conn, sandbox_id, ident)
+    if node is None:
+        return None
+    members = members_of(conn, node.graph_id)
+    by_id = {m.id: m for m in members}
+    links = conn.execute(sa.select(t.identity_links).where(t.identity_links.c.graph_id == node.graph_id)
+                         .order_by(t.identity_links.c.a_id, t.identity_links.c.b_id)).all()
+    ge = t.graph_events.c
+    evs = conn.execute(sa.select(ge.kind, ge.detail, ge.at_ms).where(ge.sandbox_id == sandbox_id,
+                                                                     ge.graph_id == node.graph_id)
+                       .order_by(ge.id.desc()).limit(100)).all()
+
+    def who(m: Any) -> dict[str, Any]:
+        return {"namespace": {"code": m.ns}, "id": m.value}
+
+    return {
+        "graphId": str(node.graph_id), "size": len(members),
+        "members": [{**who(m), "firstSeen": m.first_seen_ms, "lastSeen": m.last_seen_ms} for m in members],
+        "links": [{"a": who(by_id[x.a_id]), "b": who(by_id[x.b_id]), "firstSeen": x.first_seen_ms,
+                   "lastSeen": x.last_seen_ms} for x in links],
+        "events": [{"kind": e.kind, "detail": e.detail, "at": e.at_ms} for e in evs],
+    }
+
+
+# -- privacy deletes -------------------------------------------------------------------------------
+
+def _load_graph(conn: Connection, graph_id: int) -> tuple[graph.Graph, dict[Ident, int]]:
+    g = graph.Graph({}, {})
+    ids: dict[Ident, int] = {}
+    by_id: dict[int, Ident] = {}
+    for m in members_of(conn, graph_id):
+        i = Ident(m.ns, m.value)
+        ids[i], by_id[m.id] = m.id, i
+        g.members[i] = graph.Member(m.first_seen_ms, m.last_seen_ms)
+    for x in conn.execute(sa.select(t.identity_links).where(t.identity_links.c.graph_id == graph_id)):
+        a, b = by_id[x.a_id], by_id[x.b_id]
+        g.links[(a, b) if a < b else (b, a)] = graph.Link(x.first_seen_ms, x.last_seen_ms)
+    return g, ids
+
+
+def _erase(conn: Connection, identity_ids: list[int]) -> dict[str, int]:
+    """Remove identities and everything keyed by them: records, fragments, record index, links."""
+    counts = {"identities": len(identity_ids), "fragments": 0, "records": 0, "events": 0}
+    pr = t.profile_records.c
+    for part in _chunks(identity_ids):
+        recs = conn.execute(sa.select(pr.dataset_id, pr.record_id, pr.is_event).where(pr.identity_id.in_(part))).all()
+        for sub in _chunks(recs):
+            conn.execute(t.records.delete().where(sa.tuple_(t.records.c.dataset_id, t.records.c.record_id).in_(
+                [(x.dataset_id, x.record_id) for x in sub])))
+        counts["events"] += sum(1 for x in recs if x.is_event)
+        counts["records"] += sum(1 for x in recs if not x.is_event)
+        conn.execute(t.profile_records.delete().where(pr.identity_id.in_(part)))
+        counts["fragments"] += conn.execute(t.profile_fragments.delete().where(
+            t.profile_fragments.c.identity_id.in_(part))).rowcount
+        conn.execute(t.identity_links.delete().where(sa.or_(t.identity_links.c.a_id.in_(part),
+                                                            t.identity_links.c.b_id.in_(part))))
+        conn.execute(t.identities.delete().where(t.identities.c.id.in_(part)))
+    return counts
+
+
+def delete_identity(conn: Connection, sandbox_id: str, ident: Ident, *, now: int) -> dict[str, Any] | None:
+    """Privacy delete of one identity: its records and fragments go, the rest of its graph splits."""
+    outbox.lock(conn)
+    node = find_identity(conn, sandbox_id, ident)
+    if node is None:
+        return None
+    eff = default_policy(conn, sandbox_id)
+    g, ids = _load_graph(conn, node.graph_id)
+    parts = graph.remove(g, ident)
+    counts = _erase(conn, [node.id])
+    keys: dict[int, list[int]] = {}
+    messages = []
+    for comp in parts:
+        member_ids = [ids[i] for i in comp.members]
+        gid = min(member_ids)
+        if gid != node.graph_id:
+            for sub in _chunks(member_ids):
+                conn.execute(t.identities.update().where(t.identities.c.id.in_(sub)).values(graph_id=gid))
+                conn.execute(t.identity_links.update().where(t.identity_links.c.a_id.in_(sub)).values(graph_id=gid))
+        conn.execute(t.graph_events.insert().values(sandbox_id=sandbox_id, graph_id=gid, kind="delete", at_ms=now,
+                                                    detail={"removedNamespace": ident.ns, "members": len(member_ids)}))
+        if eff.policy.graph == "pdg":
+            keys[gid] = member_ids
+        anchor = min(comp.members)
+        event = contracts.ProfileChangedV1(
+            sandboxId=sandbox_id, profileId=str(gid), identity=contracts.Identity(namespace=anchor.ns, id=anchor.value),
+            changes=["unlink"], previousProfileIds=[str(node.graph_id)] if gid != node.graph_id else [], atMs=now)
+        messages.append((contracts.PROFILE_STREAM, outbox.ordering_key(sandbox_id, anchor.ns, anchor.value),
+                         contracts.PROFILE_CHANGED, event.model_dump(mode="json")))
+    messages.append(_deleted_event(sandbox_id, node.graph_id, ident, now))
+    vanished = [node.graph_id] if eff.policy.graph == "pdg" else [node.id]
+    refresh_view(conn, sandbox_id, keys, eff, now, vanished=vanished)
+    outbox.add_many(conn, messages, now_ms=now)
+    return {"profileId": str(node.graph_id), "deleted": counts, "remainingGraphs": len(parts)}
+
+
+def delete_profile(conn: Connection, sandbox_id: str, ident: Ident, eff: Effective, *, now: int) -> dict[str, Any] | None:
+    """Privacy delete of a merged profile: under pdg every identity of the graph, under none the one."""
+    if eff.policy.graph != "pdg":
+        return delete_identity(conn, sandbox_id, ident, now=now)
+    outbox.lock(conn)
+    node = find_identity(conn, sandbox_id, ident)
+    if node is None:
+        return None
+    member_ids = [m.id for m in members_of(conn, node.graph_id)]
+    counts = _erase(conn, member_ids)
+    # Graph events name identities: they go too (the audit log keeps that a deletion happened).
+    conn.execute(t.graph_events.delete().where(t.graph_events.c.sandbox_id == sandbox_id,
+                                               t.graph_events.c.graph_id == node.graph_id))
+    view_keys = [node.graph_id] + member_ids
+    for part in _chunks(view_keys):
+        conn.execute(t.profile_view.delete().where(t.profile_view.c.sandbox_id == sandbox_id,
+                                                   t.profile_view.c.key.in_(part)))
+    outbox.add_many(conn, [_deleted_event(sandbox_id, node.graph_id, ident, now)], now_ms=now)
+    return {"profileId": str(node.graph_id), "deleted": counts}
+
+
+def _deleted_event(sandbox_id: str, gid: int, ident: Ident, now: int) -> tuple[str, str, str, Any]:
+    event = contracts.ProfileChangedV1(sandboxId=sandbox_id, profileId=str(gid),
+                                       identity=contracts.Identity(namespace=ident.ns, id=ident.value),
+                                       changes=["delete"], atMs=now)
+    return (contracts.PROFILE_STREAM, outbox.ordering_key(sandbox_id, ident.ns, ident.value),
+            contracts.PROFILE_CHANGED, event.model_dump(mode="json"))
+
+
+# -- rebuilding ------------------------------------------------------------------------------------
+
+def rebuild_view(conn: Connection, sandbox_id: str, *, after_key: int, limit: int, now: int) -> int | None:
+    """Recompute up to `limit` view keys after `after_key` under the current default policy.
+
+    Returns the last key done, or None when the sandbox is finished. Used after the default policy
+    changes (`wayline profile rebuild`), and by tests as the from-scratch reference.
+    """
+    outbox.lock(conn)
+    eff = default_policy(conn, sandbox_id)
+    c = t.identities.c
+    col = c.graph_id if eff.policy.graph == "pdg" else c.id
+    rows = conn.execute(sa.select(col.label("key"), c.id).where(c.sandbox_id == sandbox_id, col > after_key)
+                        .order_by(col).limit(limit * 4)).all()
+    keys: dict[int, list[int]] = {}
+    for r in rows:
+        if r.key not in keys and len(keys) == limit:
+            break
+        keys.setdefault(r.key, []).append(r.id)
+    if not keys:
+        conn.execute(t.profile_view.delete().where(t.profile_view.c.sandbox_id == sandbox_id,
+                                                   t.profile_view.c.key > after_key))
+        return None
+    last = max(keys)
+    if len(keys) == limit and len(rows) == limit * 4:
+        keys.pop(last)  # its members may continue past the rows read
+        last = max(keys) if keys else after_key
+    if not keys:  # one graph with more members than we read: read it whole
+        last = rows[0].key
+        keys = {last: [r.id for r in conn.execute(sa.select(c.id).where(col == last))]}
+    stale = conn.execute(sa.select(t.profile_view.c.key).where(
+        t.profile_view.c.sandbox_id == sandbox_id, t.profile_view.c.key > after_key,
+        t.profile_view.c.key <= last)).scalars().all()
+    refresh_view(conn, sandbox_id, keys, eff, now, vanished=[k for k in stale if k not in keys])
+    return last
+
+
+# -- custom namespaces -----------------------------------------------------------------------------
+
+CUSTOM_NAMESPACE_IDS = 1_000_000  # custom namespace ids start here, clear of the standard ones
+
+
+def create_namespace(conn: Connection, *, sandbox_id: str, body: Any, actor: str, now: int) -> identity.Namespace:
+    from wayline.kernel.tenancy import audit
+
+    existing = namespaces(conn, sandbox_id)
+    cols = identity.check_custom_namespace(body, {n.code for n in existing.values() if n.custom})
+    nid = max([n.id for n in existing.values() if n.custom] + [CUSTOM_NAMESPACE_IDS - 1]) + 1
+    conn.execute(t.identity_namespaces.insert().values(
+        sandbox_id=sandbox_id, code=cols["code"], id=nid, name=cols["name"], id_type=cols["idType"],
+        description=cols.get("description", ""), created_ms=now))
+    ns = identity.Namespace(cols["code"], nid, cols["name"], cols["idType"], True, cols.get("description", ""))
+    audit(conn, sandbox_id=sandbox_id, actor=actor, action="create", resource_type="identityNamespace",
+          resource_id=ns.code, after=ns.to_api())
+    return ns
