@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 CHAOS_ARGS ?=
+PROFILE_ARGS ?=
 
 .PHONY: venv run test bench fuzz chaos lint clean
 
@@ -24,6 +25,8 @@ test: venv
 
 # Streaming-ingestion benchmark (bench/README.md): SQLite, plus PostgreSQL when WAYLINE_BENCH_POSTGRES_URL
 # (or WAYLINE_TEST_POSTGRES_URL) is set. The JSON lands in bench/results/ingest.json only if the run passed.
+# Then the event backbone, the profile store, and segmentation (1M generated profiles) (1M profiles on SQLite: several minutes; PROFILE_ARGS
+# adds options, e.g. PROFILE_ARGS='--profiles 200000').
 bench: venv
 	@mkdir -p bench/results
 	$(BIN)/wayline bench ingest --json > bench/results/ingest.json.tmp
@@ -32,6 +35,12 @@ bench: venv
 	$(BIN)/wayline bench backbone --json > bench/results/backbone.json.tmp
 	@mv bench/results/backbone.json.tmp bench/results/backbone.json
 	@cat bench/results/backbone.json
+	$(BIN)/wayline bench profile --json $(PROFILE_ARGS) > bench/results/profile.json.tmp
+	@mv bench/results/profile.json.tmp bench/results/profile.json
+	@cat bench/results/profile.json
+	$(BIN)/wayline bench segments --json > bench/results/segments.json.tmp
+	@mv bench/results/segments.json.tmp bench/results/segments.json
+	@cat bench/results/segments.json
 
 # The crash harness, full size (docs/backbone.md): 25 rounds of SIGKILL on SQLite, and on PostgreSQL +
 # NATS when a server answers (WAYLINE_TEST_POSTGRES_URL, else 127.0.0.1:5432). One JSON object on stdout.

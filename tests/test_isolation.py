@@ -39,7 +39,13 @@ def _prod(client):
     policy = pdg_default(client)["id"]
     put(client, ps.crm, person("p1", "2026-01-01T00:00:00Z", idmap(Email="prod@x.io", CRMID="prod-1")))
     put(client, ps.events, purchase("e1", "2026-01-02T00:00:00Z", idmap(Email="prod@x.io")))
-    return {"schema": schema, "policy": policy, "fieldgroup": fieldgroups[0]["$id"], "dataset": ds["id"], "inlet": inlet["id"],
+    segment = client.post("/segment/definitions", json={
+        "name": "prod segment", "expression": {"type": "PQL", "format": "pql/text", "value": "_wayline.points >= 0"}})
+    assert segment.status_code == 201, segment.text
+    job = client.post("/segment/jobs?wait=true", json={"segments": [{"segmentId": "*"}]}).json()
+    export = client.post("/segment/exports", json={"segmentId": segment.json()["id"]}).json()
+    return {"schema": schema, "policy": policy, "segment": segment.json()["id"], "job": job["id"],
+            "export": export["id"], "fieldgroup": fieldgroups[0]["$id"], "dataset": ds["id"], "inlet": inlet["id"],
             "failed": failed, "batch": batch["id"], "key": key,
             "sandbox": client.get("/sandbox").json()["sandbox"]["id"]}
 
@@ -58,6 +64,9 @@ def _snapshot(client, ids):
         client.get("/profiles", params={"entityIdNS": "Email", "entityId": "prod@x.io", "explain": "true"}).json(),
         client.get("/profiles/events", params={"entityIdNS": "Email", "entityId": "prod@x.io"}).json(),
         client.get("/identity/graph", params={"namespace": "Email", "id": "prod@x.io"}).json(),
+        client.get("/segment/definitions").json(),
+        client.get(f"/segment/definitions/{ids['segment']}/members").json(),
+        client.get(f"/segment/jobs/{ids['job']}").json(),
     ])
 
 
@@ -68,6 +77,8 @@ def test_every_route_keeps_sandboxes_apart(client, other_sandbox_key):
         "key_id": ids["key"], "inlet_id": ids["inlet"], "dataset_id": ids["dataset"], "failed_id": str(ids["failed"]),
         "batch_id": ids["batch"], "file_name": "f.jsonl", "descriptor_id": "does-not-leak",
         "kinds": "schemas", "ident": q(ids["schema"], safe=""), "policy_id": ids["policy"], "code": "CRMID",
+        "segment_id": ids["segment"], "job_id": ids["job"],
+        "name": "prodOnly",
     }
     # Routes that name a person by query: prod's person, asked for from dev, is not found.
     person = {"/identity/graph": "namespace=Email&id=prod%40x.io",
@@ -94,6 +105,26 @@ def test_every_route_keeps_sandboxes_apart(client, other_sandbox_key):
         ("put", "/schemaregistry/tenant/{kinds}/{ident}"): schema_body,
         ("patch", "/schemaregistry/tenant/{kinds}/{ident}"): [{"op": "replace", "path": "/title", "value": "y"}],
         ("post", "/backbone/parked/replay"): {"consumer": "test", "key": f"{ids['sandbox']}|Email|a@b.c"},
+        ("post", "/dulepolicy/labels/custom"): {"name": "devLabel"},
+        ("put", "/dulepolicy/labels/custom/{name}"): {"friendlyName": "stolen"},
+        ("post", "/dulepolicy/marketingActions/custom"): {"name": "devAction"},
+        ("put", "/dulepolicy/marketingActions/custom/{name}"): {"description": "stolen"},
+        ("patch", "/dulepolicy/policies/core/{policy_id}"): {"status": "ENABLED"},
+        ("post", "/dulepolicy/policies/custom"): {"name": "dev", "marketingActionRefs": ["emailTargeting"],
+                                                 "deny": {"operator": "OR", "operands": [{"label": "C4"}]}},
+        ("put", "/dulepolicy/policies/custom/{policy_id}"): {"name": "stolen", "marketingActionRefs": ["analytics"],
+                                                             "deny": {"operator": "OR", "operands": [{"label": "C8"}]}},
+        ("patch", "/dulepolicy/policies/custom/{policy_id}"): {"status": "ENABLED"},
+        ("post", "/dulepolicy/marketingActions/core/{name}/constraints"): [
+            {"entityType": "dataSet", "entityId": ids["dataset"]}],
+        ("post", "/dulepolicy/marketingActions/custom/{name}/constraints"): [
+            {"entityType": "dataSet", "entityId": ids["dataset"]}],
+        ("post", "/dulepolicy/bulk-eval"): [{"marketingAction": "analytics", "entityList": [
+                                                {"entityType": "dataSet", "entityId": ids["dataset"]}]},
+                                            {"marketingAction": "analytics", "entityList": [
+                                                {"entityType": "field", "entityId": ids["schema"],
+                                                 "path": "/_wayline/points"}]}],
+        ("put", "/dulepolicy/fieldLabels/{ident}"): {"labels": {"/_wayline/points": ["C1"]}},
     }
     before = _snapshot(client, ids)
     other = {"Authorization": f"Bearer {other_sandbox_key}"}
@@ -124,7 +155,7 @@ def test_every_route_keeps_sandboxes_apart(client, other_sandbox_key):
             text = r.text
             asked = urllib.parse.unquote(url) + orjson.dumps(kwargs.get("json")).decode()
             for secret in (ids["dataset"], ids["inlet"], ids["batch"], ids["schema"], ids["key"], ids["policy"],
-                           "prod@x.io", "prod-1"):
+                           "prod@x.io", "prod-1", ids["segment"], ids["job"], ids["export"]):
                 # An error may echo what was asked for; nothing may show prod's ids otherwise.
                 assert secret not in text or (r.status_code >= 400 and secret in asked), \
                     f"{method.upper()} {path} shows prod's {secret}: {text[:300]}"

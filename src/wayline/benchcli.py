@@ -102,3 +102,57 @@ def backbone(
     if profile:
         argv += ["--profile", profile]
     raise typer.Exit(_load("backbone").main(argv))
+
+
+@bench_app.command("profile")
+def profile(
+    json_only: bool = typer.Option(False, "--json", help="print only the JSON object on stdout"),
+    profiles: int = typer.Option(1_000_000, help="profiles to build (3 records each, from 2 datasets)"),
+    chunk: int = typer.Option(1_000, help="records per unit of work"),
+    lookups: int = typer.Option(20_000, help="lookups of the stored merged view"),
+    explain_lookups: int = typer.Option(-1, help="lookups with explain=True, merged on read (default: lookups / 10)"),
+    inflight: int = typer.Option(1, help="units queued to the writer at once (2: preparing overlaps storing)"),
+    seed: int = typer.Option(7, help="generator seed"),
+    db: str = typer.Option("", metavar="PATH", help="SQLite file to build (must not exist; default: a temporary one)"),
+    keep: bool = typer.Option(False, "--keep", help="keep the database afterwards"),
+    no_table_sizes: bool = typer.Option(False, "--no-table-sizes", help="skip the per-table sizes (dbstat scan)"),
+    postgres_url: str = typer.Option("", metavar="URL", help="also run on PostgreSQL (an admin URL); skipped by default"),
+    postgres_only: bool = typer.Option(False, "--postgres-only", help="with --postgres-url: skip SQLite"),
+    profile_dir: str = typer.Option("", metavar="DIR", help="pyinstrument over the build phase; reports into DIR"),
+) -> None:
+    """Identity stitching and merged profiles: build N profiles through ingestion, then time lookups."""
+    argv = ["--profiles", str(profiles), "--chunk", str(chunk), "--lookups", str(lookups), "--inflight", str(inflight),
+            "--seed", str(seed)]
+    if explain_lookups >= 0:
+        argv += ["--explain-lookups", str(explain_lookups)]
+    if json_only:
+        argv.append("--json")
+    if db:
+        argv += ["--db", db]
+    if keep:
+        argv.append("--keep")
+    if no_table_sizes:
+        argv.append("--no-table-sizes")
+    if postgres_url:
+        argv += ["--postgres-url", postgres_url]
+    if postgres_only:
+        argv.append("--postgres-only")
+    if profile_dir:
+        argv += ["--profile-dir", profile_dir]
+    raise typer.Exit(_load("profile").main(argv))
+
+
+@bench_app.command("segments")
+def segments(
+    json_only: bool = typer.Option(False, "--json", help="print only the JSON object on stdout"),
+    profiles: int = typer.Option(1_000_000, help="stored profiles to generate"),
+    streaming_definitions: int = typer.Option(100, help="continuous definitions re-evaluated per change"),
+    changes: int = typer.Option(2_000, help="profile changes measured for streaming"),
+    seed: int = typer.Option(11, help="generator seed"),
+) -> None:
+    """Segmentation: 10 definitions in batch over N profiles, 100 continuous ones per profile change."""
+    argv = ["--profiles", str(profiles), "--streaming-definitions", str(streaming_definitions),
+            "--changes", str(changes), "--seed", str(seed)]
+    if json_only:
+        argv.append("--json")
+    raise typer.Exit(_load("segments").main(argv))

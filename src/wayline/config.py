@@ -27,6 +27,8 @@ class Limits(BaseModel):
     max_events_per_profile: int = Field(5_000, description="experience events of a profile used by segmentation "
                                         "(beyond: kept, flagged, the oldest excluded from segmentation)")
     max_array_items: int = Field(500, description="items of one array in a profile fragment")
+    max_segments: int = Field(4_000, description="segment definitions per sandbox")
+    max_continuous_segments: int = Field(500, description="streaming (continuous) segment definitions per sandbox")
 
 
 class Settings(BaseSettings):
@@ -52,6 +54,8 @@ class Settings(BaseSettings):
     gc_tuning: bool = Field(True, description="serve with gc.freeze() after start-up and fewer collections "
                             "(measured: ~25% of ingestion CPU went to the cyclic GC otherwise)")
     limits: Limits = Field(default_factory=Limits)
+    segments_daily_at: str = Field("02:00", description="UTC time of the daily batch segment evaluation "
+                                   "(HH:MM; empty to turn it off)")
 
     @classmethod
     def settings_customise_sources(

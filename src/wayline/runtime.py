@@ -67,10 +67,14 @@ class Runtime:
         self.ingest_limiter = RateLimiter(limits.ingest_rate_per_s, limits.ingest_burst)
         self.backbone = Backbone(self.store, self.clock)
         if "platform" in self.roles:
-            from wayline.platform.service import PlatformService, ProfileService
+            from wayline.platform.governance.service import GovernanceService
+            from wayline.platform.service import PlatformService, ProfileService, SegmentService
 
             self.platform = PlatformService(self.store, self.settings)
             self.profiles = ProfileService(self.store, self.settings)
+            self.segments = SegmentService(self.store, self.settings, self.platform.schemas, self.clock)
+            self.segments.attach(self.backbone)
+            self.governance = GovernanceService(self.store, self.settings)
 
     def migrate(self) -> None:
         from wayline.migrations import migrate

@@ -31,7 +31,7 @@ def test_parked_keys_are_listed_per_sandbox_and_replayed(client, runtime, other_
     r = client.post("/backbone/parked/replay", json={"consumer": "test-consumer", "key": key}, headers=other)
     assert r.status_code == 404
     status = client.get("/backbone/status").json()
-    (sub,) = status["subscriptions"]
+    (sub,) = [s for s in status["subscriptions"] if s["consumer"] == "test-consumer"]
     assert sub["parked"] == 1 and sub["lag"] == 0
     broken["on"] = False
     r = client.post("/backbone/parked/replay", json={"consumer": "test-consumer", "key": key})

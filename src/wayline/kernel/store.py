@@ -80,6 +80,9 @@ def make_engine(url: str, *, synchronous: str = "NORMAL", pool_size: int = 8) ->
             cur.execute("PRAGMA cache_size=-65536")
             cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
+            from wayline.kernel.expr.sql import install_sqlite_functions
+
+            install_sqlite_functions(dbapi_conn)  # what compiled segment conditions need (regex)
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from alembic import context
 
 import wayline.kernel.tables  # noqa: F401  (registers tables on the shared metadata)
+import wayline.platform.governance.tables  # noqa: F401
 import wayline.platform.tables  # noqa: F401
 from wayline.kernel.store import make_engine, metadata
 

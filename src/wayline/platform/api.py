@@ -6,10 +6,12 @@ from fastapi import APIRouter
 
 
 def routers() -> list[APIRouter]:
-    from wayline.platform import batch_api, catalog_api, collection_api, profile_api
+    from wayline.platform import batch_api, catalog_api, collection_api, profile_api, segment_api
+    from wayline.platform.governance import api as governance_api
     from wayline.platform.schemas import api as schemas_api
 
-    return [collection_api.router, catalog_api.router, batch_api.router, schemas_api.router, profile_api.router]
+    return [collection_api.router, catalog_api.router, batch_api.router, schemas_api.router, profile_api.router,
+            segment_api.router, governance_api.router]
 
 
 def fast_routes() -> dict:

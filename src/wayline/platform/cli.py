@@ -350,3 +350,70 @@ def profile_rebuild(
     finally:
         rt.close()
     _out().print(f"rebuilt the stored profiles of sandbox {sandbox_id} in {n} chunk(s)")
+
+
+# -- segments ---------------------------------------------------------------------------------------
+
+segments_app = typer.Typer(no_args_is_help=True, help="Segment definitions and batch evaluation.")
+
+
+@segments_app.command("evaluate")
+def segments_evaluate(
+    segment_ids: list[str] = typer.Argument(None, help="segment ids (default with --all: every batch-enabled one)"),
+    all_: bool = typer.Option(False, "--all", help="every batch-enabled definition"),
+    sandbox: str | None = typer.Option(None, "--sandbox", help=SANDBOX_HELP),
+) -> None:
+    """Evaluate segments in batch now, with a progress bar; prints the job's counts."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from wayline.kernel.problems import Problem
+
+    if not segment_ids and not all_:
+        raise typer.BadParameter("name segment ids, or --all", param_hint="SEGMENT_IDS")
+    rt, sandbox_id = _open(sandbox)
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=_err()) as bar:
+            task = bar.add_task("evaluating", total=None)
+
+            def step(segment_id: str, done: int, total: int) -> None:
+                bar.update(task, total=total, completed=done, description=f"evaluated {segment_id}")
+
+            job = rt.segments.evaluate(sandbox_id=sandbox_id, segment_ids=None if all_ else list(segment_ids),
+                                       on_progress=step)
+    except Problem as p:
+        raise _fail(p) from None
+    finally:
+        rt.close()
+    table = Table(title=f"job {job['id']} · {job['status']} · {job['durationMs']} ms")
+    for col in ("segment", "realized", "existing", "exited", "entered", "left", "seconds"):
+        table.add_column(col)
+    for sid, c in job["counts"].items():
+        table.add_row(sid, *(str(c.get(k, "")) for k in ("realized", "existing", "exited", "entered", "left",
+                                                          "seconds")))
+    _out().print(table)
+
+
+@segments_app.command("list")
+def segments_list(sandbox: str | None = typer.Option(None, "--sandbox", help=SANDBOX_HELP)) -> None:
+    """Segment definitions of the sandbox."""
+    defs = _run_segments(lambda svc, sb: svc.definitions(sandbox_id=sb), sandbox)
+    table = Table("id", "name", "evaluation", "expression")
+    for d in defs:
+        modes = ",".join(k for k, v in d["evaluationInfo"].items() if v["enabled"])
+        table.add_row(d["id"], d["name"], modes, d["expression"]["value"])
+    _out().print(table)
+
+
+def _run_segments(coro_fn: Any, sandbox: str | None) -> Any:
+    import asyncio
+
+    from wayline.kernel.problems import Problem
+
+    rt, sandbox_id = _open(sandbox)
+    try:
+        return asyncio.run(coro_fn(rt.segments, sandbox_id))
+    except Problem as p:
+        raise _fail(p) from None
+    finally:
+        rt.close()

@@ -210,19 +210,20 @@ def extract(entity: dict[str, Any], fields: tuple[IdentityField, ...], namespace
             if not isinstance(items, list):
                 violations.append(_violation(where_ns, "the identities of a namespace are an array of items"))
                 continue
+            base = f"{where_ns}/"  # pointers as plain strings: this runs for every identity ingested
             for i, item in enumerate(items):
                 if not isinstance(item, dict):
-                    violations.append(_violation(pointer(["identityMap", code, i]), "an identity item is "
+                    violations.append(_violation(f"{base}{i}", "an identity item is "
                                                  "an object with id, authenticatedState, primary"))
                     continue
                 state = item.get("authenticatedState")
-                where = pointer(["identityMap", code, i, "id"])
+                where = f"{base}{i}/id"
                 if "id" not in item:
                     violations.append(_violation(where, "an identity item needs an id"))
                     continue
                 add(code, item["id"], item.get("primary") is True,
                     state if isinstance(state, str) else DEFAULT_AUTHENTICATED_STATE,
-                    where, pointer(["identityMap", code, i, "primary"]))
+                    where, f"{base}{i}/primary")
 
     count = len(found)
     where_all = "/identityMap" if has_map else ""

@@ -360,6 +360,49 @@ class _Run:
         return self._union(b, "/" + _PUSH + "/" if self.ptrs else None)
 
 
+def _single(body: dict, *, drop_id: bool, fresh: bool) -> dict | None:
+    """The merge of one fragment without the general machinery (most merges on the ingestion path:
+    a new fragment, a profile of one fragment). None when a union field has a repeated key, which
+    needs the general tie-break."""
+    out = {}
+    for k, v in body.items():
+        if k == _IDENTITY_MAP:
+            if not isinstance(v, dict):
+                continue
+            im = {}
+            for code in sorted(v):
+                items = v[code]
+                if not isinstance(items, list):
+                    continue
+                keyed = {}
+                for it in items:
+                    if isinstance(it, dict):
+                        key = it.get("id")
+                        if isinstance(key, str):
+                            if key in keyed:
+                                return None
+                            keyed[key] = it
+                im[code] = [_copy(keyed[x]) if fresh else keyed[x] for x in sorted(keyed)]
+            out[k] = im
+        elif k == _PUSH:
+            if not isinstance(v, list):
+                continue
+            keyed = {}
+            for it in v:
+                if isinstance(it, dict):
+                    key = it.get("token")
+                    if isinstance(key, str):
+                        if key in keyed:
+                            return None
+                        keyed[key] = it
+            out[k] = [_copy(keyed[x]) if fresh else keyed[x] for x in sorted(keyed)]
+        elif k == "_id" and drop_id:
+            continue
+        else:
+            out[k] = _copy(v) if fresh else v
+    return out
+
+
 def _ranks(keys: list[Any]) -> list[int]:
     """Dense ranks of the keys (equal keys, equal ranks; greater key, greater rank)."""
     order = {k: r for r, k in enumerate(sorted(set(keys)))}
@@ -368,8 +411,11 @@ def _ranks(keys: list[Any]) -> list[int]:
 
 # -- the API ---------------------------------------------------------------------------------------
 
-def merge(fragments: Iterable[Fragment], policy: Policy, *, explain: bool = False) -> Merged:
-    """The merged profile of `fragments` under `policy` (see the module doc for the rules)."""
+def merge(fragments: Iterable[Fragment], policy: Policy, *, explain: bool = False, fresh: bool = True) -> Merged:
+    """The merged profile of `fragments` under `policy` (see the module doc for the rules).
+
+    `fresh=False` lets the result share unchanged values with the fragments' bodies (for a caller
+    that only serialises it, like the stored view)."""
     mode = policy.attribute_merge
     if mode not in ATTRIBUTE_MERGES:
         raise ValueError(f"unknown attribute merge {mode!r} in merge policy {policy.id!r} "
@@ -377,6 +423,10 @@ def merge(fragments: Iterable[Fragment], policy: Policy, *, explain: bool = Fals
     frags = list(fragments)
     if not frags:
         return Merged({}, {})
+    if len(frags) == 1 and not explain:
+        one = _single(frags[0].body, drop_id=True, fresh=fresh)
+        if one is not None:
+            return Merged(one, {})
     if mode == DATASET_PRECEDENCE:
         pos: dict[str, int] = {}
         for n, d in enumerate(policy.order):
@@ -396,6 +446,9 @@ def upsert(existing: Fragment | None, *, dataset_id: str, ns: str, value: str, b
     """The fragment `existing` (None: a new one) updated by one record (see the module doc)."""
     record = Fragment(dataset_id, ns, value, body, ts_ms, record_id)
     if existing is None:
+        one = _single(body, drop_id=False, fresh=False)  # shares the record's values: never mutated
+        if one is not None:
+            return Fragment(dataset_id, ns, value, one, ts_ms, record_id, None)
         frags, upd, rid = [record], ts_ms, record_id
     else:
         if (existing.dataset_id, existing.ns, existing.value) != (dataset_id, ns, value):
@@ -448,8 +501,24 @@ def _project(d: dict, trie: dict[str, Any]) -> dict:
 def array_violations(body: dict, max_items: int = 500) -> list[dict]:
     """One violation per array of `body` (at any depth) with more than `max_items` items."""
     out: list[dict] = []
-    _arrays(body, "", max_items, out)
+    if _has_long(body, max_items):  # pointers are built only when there is something to report
+        _arrays(body, "", max_items, out)
     return out
+
+
+def _has_long(v: Any, max_items: int) -> bool:
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if type(x) is dict:
+            stack.extend(y for y in x.values() if type(y) is dict or type(y) is list)
+        elif type(x) is list:
+            if len(x) > max_items:
+                return True
+            stack.extend(y for y in x if type(y) is dict or type(y) is list)
+        elif isinstance(x, (dict, list)):  # subclasses: the careful walk decides
+            return True
+    return False
 
 
 def _arrays(v: Any, ptr: str, max_items: int, out: list[dict]) -> None:

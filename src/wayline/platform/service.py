@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from wayline.config import Settings
-from wayline.kernel.problems import Problem
+from wayline.kernel.problems import FieldError, Problem
 from wayline.kernel.store import Coalescer, Store, now_ms
 from wayline.kernel.tenancy import audit
 from wayline.platform import datasets as ds
@@ -183,9 +183,20 @@ class ProfileService:
     async def profile(self, *, sandbox_id: str, ident: identity.Ident, merge_policy_id: str | None = None,
                       explain: bool = False, fields: list[str] | None = None) -> dict[str, Any]:
         def q(c: Any) -> dict[str, Any] | None:
+            from wayline.platform import membership
+
             eff = self._effective(c, sandbox_id, merge_policy_id)
-            return profiles.lookup(c, sandbox_id, ident, eff, explain=explain,
-                                   max_events=self.limits.max_events_per_profile)
+            out = profiles.lookup(c, sandbox_id, ident, eff, explain=explain,
+                                  max_events=self.limits.max_events_per_profile)
+            if out is not None:
+                key = out.pop("_key")
+                # segment membership is kept per stored profile (the default policy's)
+                if eff.stamp == profiles.default_policy(c, sandbox_id).stamp:
+                    rows = membership.memberships(c, sandbox_id, [key]).get(key)
+                    if rows:
+                        out["entity"] = {**out["entity"],
+                                         "segmentMembership": membership.segment_membership_map(rows)}
+            return out
 
         out = await self.store.read(q)
         if out is None:
@@ -262,3 +273,240 @@ class ProfileService:
             after = last
             if on_progress:
                 on_progress(after)
+
+
+class SegmentService:
+    """Segment definitions, membership, evaluation jobs, previews and exports of a sandbox."""
+
+    def __init__(self, store: Store, settings: Settings, registry: SchemaRegistry, clock: Any) -> None:
+        from wayline.platform import segments
+
+        self.store = store
+        self.settings = settings
+        self.limits = settings.limits
+        self.registry = registry
+        self.clock = clock
+        self.catalog = segments.Catalog(registry)
+        self.streaming = segments.Streaming(self.catalog, self.limits, clock.now_ms)
+
+    def attach(self, backbone: Any) -> None:
+        """Subscribe the streaming evaluator and the daily batch run to the event backbone."""
+        from wayline.platform import contracts, segments
+
+        backbone.subscribe(segments.Streaming.CONSUMER, contracts.PROFILE_STREAM, self.streaming.handle)
+        backbone.subscribe("segments-daily", segments.SCHEDULE_STREAM, self._daily)
+
+    def _daily(self, conn: Any, message: Any) -> None:
+        from wayline.platform import segments
+
+        if message.type != "timer.fired":
+            return
+        sandbox_id = message.payload["payload"]["sandboxId"] if "payload" in message.payload else \
+            message.payload["sandboxId"]
+        now = self.clock.now_ms()
+        jid = segments.create_job(conn, sandbox_id=sandbox_id, kind="evaluate",
+                                  request={"segments": "batch-enabled", "trigger": "daily"}, now=now)
+        started = now_ms()
+        counts = segments.run_evaluation(conn, catalog=self.catalog, sandbox_id=sandbox_id, segment_ids=None,
+                                         now=now, max_events=self.limits.max_events_per_profile)
+        segments.mark_job(conn, jid, status="succeeded", counts=counts, started_ms=started, finished_ms=now_ms())
+        segments.ensure_daily(conn, sandbox_id=sandbox_id, at=self.settings.segments_daily_at, now=now + 60_000)
+
+    # definitions
+    async def definitions(self, *, sandbox_id: str) -> list[dict[str, Any]]:
+        from wayline.platform import segments
+
+        return [d.to_api() for d in await self.store.read(segments.list_all, sandbox_id)]
+
+    async def definition(self, *, sandbox_id: str, segment_id: str) -> dict[str, Any]:
+        from wayline.platform import segments
+
+        return (await self.store.read(segments.get, sandbox_id, segment_id)).to_api()
+
+    async def create(self, *, sandbox_id: str, body: Any, actor: str) -> dict[str, Any]:
+        from wayline.platform import segments
+
+        def w(c: Any) -> Any:
+            d = segments.create(c, registry=self.registry, sandbox_id=sandbox_id, body=body, actor=actor,
+                                limits=self.limits, now=now_ms())
+            if d.evaluation["batch"]["enabled"]:
+                segments.ensure_daily(c, sandbox_id=sandbox_id, at=self.settings.segments_daily_at,
+                                      now=self.clock.now_ms())
+            return d
+
+        d = await self.store.write(w)
+        self.catalog.forget(sandbox_id)
+        return d.to_api()
+
+    async def update(self, *, sandbox_id: str, segment_id: str, body: Any, actor: str, partial: bool) -> dict[str, Any]:
+        from wayline.platform import segments
+
+        d = await self.store.write(lambda c: segments.update(c, registry=self.registry, sandbox_id=sandbox_id,
+                                                             segment_id=segment_id, body=body, actor=actor,
+                                                             limits=self.limits, now=now_ms(), partial=partial))
+        self.catalog.forget(sandbox_id)
+        return d.to_api()
+
+    async def delete(self, *, sandbox_id: str, segment_id: str, actor: str) -> None:
+        from wayline.platform import segments
+
+        await self.store.write(lambda c: segments.delete(c, sandbox_id=sandbox_id, segment_id=segment_id,
+                                                         actor=actor))
+        self.catalog.forget(sandbox_id)
+
+    # membership
+    async def members(self, *, sandbox_id: str, segment_id: str, statuses: list[str], limit: int,
+                      after: int | None) -> tuple[list[dict[str, Any]], int | None]:
+        import sqlalchemy as sa
+
+        from wayline.platform import segments
+        from wayline.platform import tables as t
+
+        def q(c: Any) -> tuple[list[dict[str, Any]], int | None]:
+            segments.get(c, sandbox_id, segment_id)
+            m = t.segment_members.c
+            stmt = sa.select(m.profile_key, m.status, m.qualified_ms).where(m.segment_id == segment_id,
+                                                                            m.status.in_(statuses))
+            if after is not None:
+                stmt = stmt.where(m.profile_key > after)
+            rows = c.execute(stmt.order_by(m.profile_key).limit(limit + 1)).all()
+            idents = segments._identities_of(c, [r.profile_key for r in rows[:limit]])
+            items = [{"profileId": str(r.profile_key), "status": r.status,
+                      "lastQualificationTime": segments._iso(r.qualified_ms),
+                      "identity": ({"namespace": {"code": idents[r.profile_key][0]}, "id": idents[r.profile_key][1]}
+                                   if r.profile_key in idents else None)} for r in rows[:limit]]
+            return items, (rows[limit - 1].profile_key if len(rows) > limit else None)
+
+        return await self.store.read(q)
+
+    async def membership_of(self, *, sandbox_id: str, profile_id: str) -> dict[str, Any]:
+        from wayline.platform import segments
+
+        rows = await self.store.read(segments.memberships, sandbox_id, [int(profile_id)])
+        return segments.segment_membership_map(rows.get(int(profile_id), {}))
+
+    # evaluation jobs
+    def evaluate(self, *, sandbox_id: str, segment_ids: list[str] | None, job_id: str | None = None,
+                 on_progress: Any = None) -> dict[str, Any]:
+        """Run a batch evaluation now, on the calling thread (CLI, job runner); returns the job."""
+        from wayline.platform import segments
+
+        if job_id is None:
+            job_id = self.store.write_blocking(lambda c: segments.create_job(
+                c, sandbox_id=sandbox_id, kind="evaluate", request={"segments": segment_ids or "batch-enabled"},
+                now=now_ms()))
+        started = now_ms()
+        self.store.write_blocking(lambda c: segments.mark_job(c, job_id, status="processing", started_ms=started))
+        try:
+            counts = self.store.write_blocking(lambda c: segments.run_evaluation(
+                c, catalog=self.catalog, sandbox_id=sandbox_id, segment_ids=segment_ids, now=self.clock.now_ms(),
+                max_events=self.limits.max_events_per_profile, on_progress=on_progress))
+        except Problem as p:
+            self.store.write_blocking(lambda c: segments.mark_job(c, job_id, status="failed", finished_ms=now_ms(),
+                                                                  errors=[{"title": p.title, "detail": p.detail}]))
+            raise
+        except Exception as exc:
+            self.store.write_blocking(lambda c: segments.mark_job(c, job_id, status="failed", finished_ms=now_ms(),
+                                                                  errors=[{"detail": str(exc)[:500]}]))
+            raise
+        self.store.write_blocking(lambda c: segments.mark_job(c, job_id, status="succeeded", counts=counts,
+                                                              finished_ms=now_ms()))
+        return self.store.read_sync(lambda c: segments.job_to_api(segments.get_job(c, sandbox_id, job_id)))
+
+    async def start_job(self, *, sandbox_id: str, segment_ids: list[str] | None, wait: bool) -> dict[str, Any]:
+        import asyncio
+
+        from wayline.platform import segments
+
+        def prepare(c: Any) -> str:
+            if segment_ids:
+                for s in segment_ids:
+                    segments.get(c, sandbox_id, s)
+            return segments.create_job(c, sandbox_id=sandbox_id, kind="evaluate",
+                                       request={"segments": segment_ids or "batch-enabled"}, now=now_ms())
+
+        job_id = await self.store.write(prepare)
+        task = asyncio.get_running_loop().run_in_executor(
+            None, lambda: self._quietly(lambda: self.evaluate(sandbox_id=sandbox_id, segment_ids=segment_ids,
+                                                              job_id=job_id)))
+        if wait:
+            await task
+        return await self.job(sandbox_id=sandbox_id, job_id=job_id)
+
+    @staticmethod
+    def _quietly(fn: Any) -> None:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - the job row records the failure
+            pass
+
+    async def job(self, *, sandbox_id: str, job_id: str, kind: str = "evaluate") -> dict[str, Any]:
+        from wayline.platform import segments
+
+        return await self.store.read(lambda c: segments.job_to_api(segments.get_job(c, sandbox_id, job_id, kind)))
+
+    # preview
+    async def preview(self, *, sandbox_id: str, body: Any, sample: int = 20) -> dict[str, Any]:
+        import sqlalchemy as sa
+
+        from wayline.kernel.expr import sql as exprsql
+        from wayline.platform import segments
+
+        cols = segments.check_body({"name": "preview", **(body if isinstance(body, dict) else {})}, partial=True)
+        if "pql" not in cols:
+            raise Problem(422, "validation", "Invalid preview", "give the expression to preview",
+                          [FieldError("/expression/value", "required", "string")])
+
+        def q(c: Any) -> dict[str, Any]:
+            expr = segments._compile(c, self.registry, sandbox_id, cols["pql"], own_id=None)
+            eff = segments._policy(c, sandbox_id, cols.get("merge_policy_id"))
+            default = profiles.default_policy(c, sandbox_id)
+            if eff.stamp != default.stamp:
+                raise Problem(422, "validation", "Preview needs the default merge policy",
+                              "previews run over the stored profiles of the sandbox's default merge policy",
+                              [FieldError("/mergePolicyId", "not the default policy")])
+            from datetime import UTC, datetime
+
+            lay = segments.layout(c, sandbox_id, graph=default.policy.graph == "pdg",
+                                  max_events=self.limits.max_events_per_profile)
+            cond, params = exprsql.compile_condition(expr, dialect=c.dialect.name, layout=lay,
+                                                     now=datetime.fromtimestamp(self.clock.now_ms() / 1000, UTC))
+            base = f"FROM profile_view p WHERE p.sandbox_id = :_sandbox AND ({cond})"
+            params = {**params, "_sandbox": sandbox_id}
+            total = c.execute(sa.text(f"SELECT count(*) {base}"), params).scalar_one()
+            rows = c.execute(sa.text(f"SELECT p.key, p.body {base} ORDER BY p.key LIMIT {int(sample)}"), params).all()
+            import orjson
+            return {"count": total, "sample": [{"profileId": str(r.key),
+                                                "entity": r.body if isinstance(r.body, dict) else orjson.loads(r.body)}
+                                               for r in rows]}
+
+        return await self.store.read(q)
+
+    # exports
+    async def export(self, *, sandbox_id: str, segment_id: str, fmt: str, fields: list[str] | None,
+                     marketing_action: str | None) -> dict[str, Any]:
+        """Write the segment's members (realized + existing) to a JSON Lines or CSV file, as a job.
+
+        Governance is enforced first: when the segment's labels violate an enabled policy for the
+        marketing action, a problem lists the violated policies and nothing is exported."""
+        from wayline.platform import segments
+
+        def w(c: Any) -> str:
+            d = segments.get(c, sandbox_id, segment_id)
+            segments.export_check(c, self.registry, d, marketing_action)
+            now = now_ms()
+            jid = segments.create_job(c, sandbox_id=sandbox_id, kind="export", now=now, request={
+                "segmentId": segment_id, "format": fmt, "fields": fields, "marketingAction": marketing_action})
+            data, n = segments.export_rows(c, sandbox_id, segment_id, fmt=fmt, fields=fields)
+            segments.mark_job(c, jid, status="succeeded", started_ms=now, finished_ms=now_ms(), output=data,
+                              counts={"profiles": n, "bytes": len(data)})
+            return jid
+
+        jid = await self.store.write(w)
+        return await self.job(sandbox_id=sandbox_id, job_id=jid, kind="export")
+
+    async def export_file(self, *, sandbox_id: str, job_id: str) -> tuple[bytes, str]:
+        from wayline.platform import segments
+
+        r = await self.store.read(lambda c: segments.get_job(c, sandbox_id, job_id, "export"))
+        return bytes(r.output or b""), r.request.get("format", "jsonl")

@@ -229,3 +229,51 @@ profile_view = sa.Table(
     sa.Column("event_count", sa.Integer, nullable=False, default=0),
     sa.Column("updated_ms", sa.BigInteger, nullable=False),
 )
+
+# -- segments ---------------------------------------------------------------------------------------
+
+segment_definitions = sa.Table(
+    "segment_definitions", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("sandbox_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("expression", JSONDoc, nullable=False),  # {type: PQL, format: pql/text, value}
+    sa.Column("evaluation", JSONDoc, nullable=False),  # {batch|continuous|synchronous: {enabled}}
+    sa.Column("continuous", sa.Boolean, nullable=False, default=False),
+    sa.Column("merge_policy_id", sa.String(40), nullable=True),  # None: the sandbox's default
+    sa.Column("depends_on", JSONDoc, nullable=False, default=list),  # segment ids used by inSegment()
+    sa.Column("labels", JSONDoc, nullable=False, default=list),
+    sa.Column("version", sa.Integer, nullable=False, default=1),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_segment_definitions_sandbox", "sandbox_id", "created_ms"),
+)
+
+# Membership per (segment, profile): realized (entered at the last evaluation), existing (still in),
+# exited. `profile_key` is the stored profile's key (graph id under pdg, identity id under none).
+segment_members = sa.Table(
+    "segment_members", metadata,
+    sa.Column("segment_id", sa.String(40), primary_key=True),
+    sa.Column("profile_key", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("sandbox_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("qualified_ms", sa.BigInteger, nullable=False),  # lastQualificationTime
+    sa.Index("ix_segment_members_profile", "sandbox_id", "profile_key"),
+)
+
+segment_jobs = sa.Table(
+    "segment_jobs", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("sandbox_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),  # evaluate | export
+    sa.Column("status", sa.String(12), nullable=False),  # queued | processing | succeeded | failed
+    sa.Column("request", JSONDoc, nullable=False),
+    sa.Column("counts", JSONDoc, nullable=False, default=dict),
+    sa.Column("errors", JSONDoc, nullable=False, default=list),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("started_ms", sa.BigInteger, nullable=True),
+    sa.Column("finished_ms", sa.BigInteger, nullable=True),
+    sa.Column("output", sa.LargeBinary, nullable=True),  # an export's file
+    sa.Index("ix_segment_jobs_sandbox", "sandbox_id", "created_ms"),
+)

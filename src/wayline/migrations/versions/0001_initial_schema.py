@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 23:02:17.930738
+Create Date: 2026-12-05 00:16:05.620867
 """
 from alembic import op
 import sqlalchemy as sa
@@ -98,6 +98,58 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('failed_records', schema=None) as batch_op:
         batch_op.create_index('ix_failed_dataset_status', ['dataset_id', 'status', 'id'], unique=False)
+
+    op.create_table('governance_actions',
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
+    sa.Column('updated_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('sandbox_id', 'name', name=op.f('pk_governance_actions'))
+    )
+    op.create_table('governance_core_status',
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('policy_id', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.String(length=8), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('updated_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('sandbox_id', 'policy_id', name=op.f('pk_governance_core_status'))
+    )
+    op.create_table('governance_field_labels',
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('resource_uri', sa.String(length=500), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('labels', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('updated_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('sandbox_id', 'resource_uri', name=op.f('pk_governance_field_labels'))
+    )
+    op.create_table('governance_labels',
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('friendly_name', sa.String(length=200), nullable=False),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
+    sa.Column('updated_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('sandbox_id', 'name', name=op.f('pk_governance_labels'))
+    )
+    op.create_table('governance_policies',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=8), nullable=False),
+    sa.Column('action_refs', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('deny', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
+    sa.Column('updated_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_governance_policies'))
+    )
+    with op.batch_alter_table('governance_policies', schema=None) as batch_op:
+        batch_op.create_index('ix_governance_policies_sandbox', ['sandbox_id', 'created_ms'], unique=False)
 
     op.create_table('graph_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -294,6 +346,53 @@ def upgrade() -> None:
     sa.Column('updated_ms', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('sandbox_id', 'uri', name=op.f('pk_schema_resources'))
     )
+    op.create_table('segment_definitions',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=500), nullable=False),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('expression', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('evaluation', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('continuous', sa.Boolean(), nullable=False),
+    sa.Column('merge_policy_id', sa.String(length=40), nullable=True),
+    sa.Column('depends_on', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('labels', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
+    sa.Column('updated_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_segment_definitions'))
+    )
+    with op.batch_alter_table('segment_definitions', schema=None) as batch_op:
+        batch_op.create_index('ix_segment_definitions_sandbox', ['sandbox_id', 'created_ms'], unique=False)
+
+    op.create_table('segment_jobs',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=10), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('request', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('counts', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('errors', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('created_ms', sa.BigInteger(), nullable=False),
+    sa.Column('started_ms', sa.BigInteger(), nullable=True),
+    sa.Column('finished_ms', sa.BigInteger(), nullable=True),
+    sa.Column('output', sa.LargeBinary(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_segment_jobs'))
+    )
+    with op.batch_alter_table('segment_jobs', schema=None) as batch_op:
+        batch_op.create_index('ix_segment_jobs_sandbox', ['sandbox_id', 'created_ms'], unique=False)
+
+    op.create_table('segment_members',
+    sa.Column('segment_id', sa.String(length=40), nullable=False),
+    sa.Column('profile_key', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('sandbox_id', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('qualified_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('segment_id', 'profile_key', name=op.f('pk_segment_members'))
+    )
+    with op.batch_alter_table('segment_members', schema=None) as batch_op:
+        batch_op.create_index('ix_segment_members_profile', ['sandbox_id', 'profile_key'], unique=False)
+
     op.create_table('stream_keys',
     sa.Column('stream', sa.String(length=64), nullable=False),
     sa.Column('key', sa.String(length=600), nullable=False),
@@ -351,6 +450,18 @@ def downgrade() -> None:
 
     op.drop_table('timers')
     op.drop_table('stream_keys')
+    with op.batch_alter_table('segment_members', schema=None) as batch_op:
+        batch_op.drop_index('ix_segment_members_profile')
+
+    op.drop_table('segment_members')
+    with op.batch_alter_table('segment_jobs', schema=None) as batch_op:
+        batch_op.drop_index('ix_segment_jobs_sandbox')
+
+    op.drop_table('segment_jobs')
+    with op.batch_alter_table('segment_definitions', schema=None) as batch_op:
+        batch_op.drop_index('ix_segment_definitions_sandbox')
+
+    op.drop_table('segment_definitions')
     op.drop_table('schema_resources')
     with op.batch_alter_table('schema_descriptors', schema=None) as batch_op:
         batch_op.drop_index('ix_descriptors_schema')
@@ -393,6 +504,14 @@ def downgrade() -> None:
         batch_op.drop_index('ix_graph_events_graph')
 
     op.drop_table('graph_events')
+    with op.batch_alter_table('governance_policies', schema=None) as batch_op:
+        batch_op.drop_index('ix_governance_policies_sandbox')
+
+    op.drop_table('governance_policies')
+    op.drop_table('governance_labels')
+    op.drop_table('governance_field_labels')
+    op.drop_table('governance_core_status')
+    op.drop_table('governance_actions')
     with op.batch_alter_table('failed_records', schema=None) as batch_op:
         batch_op.drop_index('ix_failed_dataset_status')
 
