@@ -17,27 +17,27 @@ from wayline.kernel.expr.regex import PatternError, check_pattern, postgres_patt
 NOW = datetime(2024, 3, 31, 12, 0, 0, 123000, tzinfo=UTC)  # a Sunday, the last day of a month
 
 
-def P(*path: str, t: str = "string", et: str = "any") -> ir.Field:  # noqa: N802 - reads like a node
+def P(*path: str, t: str = "string", et: str = "any") -> ir.Field:
     return ir.Field("profile", path, t, et)  # type: ignore[arg-type]
 
 
-def E(*path: str, t: str = "string") -> ir.Field:  # noqa: N802
+def E(*path: str, t: str = "string") -> ir.Field:
     return ir.Field("event", path, t)  # type: ignore[arg-type]
 
 
-def L(value, t: str) -> ir.Lit:  # noqa: N802
+def L(value, t: str) -> ir.Lit:
     return ir.Lit(value, t)  # type: ignore[arg-type]
 
 
-def S(value: str) -> ir.Lit:  # noqa: N802
+def S(value: str) -> ir.Lit:
     return ir.Lit(value, "string")
 
 
-def I(value: int) -> ir.Lit:  # noqa: N802, E743
+def I(value: int) -> ir.Lit:
     return ir.Lit(value, "integer")
 
 
-def D(value: float) -> ir.Lit:  # noqa: N802
+def D(value: float) -> ir.Lit:
     return ir.Lit(value, "decimal")
 
 
