@@ -75,6 +75,7 @@ class Runtime:
             self.segments = SegmentService(self.store, self.settings, self.platform.schemas, self.clock)
             self.segments.attach(self.backbone)
             self.governance = GovernanceService(self.store, self.settings)
+            self.governance.register_entity_type("segment", self.segments.labels_of)
 
     def migrate(self) -> None:
         from wayline.migrations import migrate

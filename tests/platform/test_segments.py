@@ -221,3 +221,17 @@ def test_export_is_refused_when_a_policy_is_violated(client, runtime):
     # another action that no enabled policy forbids is fine
     assert client.post("/segment/exports", json={"segmentId": gold["id"],
                                                  "marketingAction": "analytics"}).status_code == 201
+
+
+def test_governance_evaluates_segments_as_entities(client):
+    s = setup_profiles(client)
+    pdg_default(client)
+    gold = seg(client, '_wayline.points >= 5')
+    r = client.post("/dulepolicy/marketingActions/core/exportToThirdParty/constraints",
+                    json=[{"entityType": "segment", "entityId": gold["id"]}])
+    assert r.status_code == 200, r.text
+    assert "C10" in r.json()["duleLabels"]
+    r = client.post("/dulepolicy/marketingActions/core/exportToThirdParty/constraints",
+                    json=[{"entityType": "segment", "entityId": "seg_nope"}])
+    assert r.status_code == 404
+    assert s.crm

@@ -204,13 +204,19 @@ def test_roles_and_sandboxes(client, inlet, dataset, event_schema, key_of, other
 
 
 def test_dataset_lifecycle(client, event_schema):
+    # labels are case-sensitive and must be known (core, or the sandbox's custom labels)
     r = client.post("/catalog/dataSets", json={"name": "d", "schemaRef": {"id": event_schema}, "labels": ["C2", "c2"]})
+    assert r.status_code == 422 and "C2" in r.text and r.json()["errors"][0]["pointer"].startswith("/labels")
+    assert client.post("/dulepolicy/labels/custom", json={"name": "pii", "friendlyName": "PII"}).status_code == 201
+    r = client.post("/catalog/dataSets", json={"name": "d", "schemaRef": {"id": event_schema}, "labels": ["C2", "pii"]})
     d = r.json()
-    assert d["labels"] == ["C2", "c2"] and d["profileEnabled"] is False  # labels are case-sensitive
+    assert d["labels"] == ["C2", "pii"] and d["profileEnabled"] is False
     r = client.patch(f"/catalog/dataSets/{d['id']}", json={"name": "renamed", "labels": ["C1"]})
     assert r.json()["name"] == "renamed" and r.json()["labels"] == ["C1"]
     bad = client.patch(f"/catalog/dataSets/{d['id']}", json={"labels": [""]})
     assert bad.status_code == 422 and bad.json()["errors"][0]["pointer"] == "/labels"
+    unknown = client.patch(f"/catalog/dataSets/{d['id']}", json={"labels": ["C1", "NOPE"]})
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["pointer"] == "/labels/1"
     assert client.post("/catalog/dataSets", json={"name": "d"}).json()["errors"][0]["pointer"] == "/schemaRef"
     r = client.post("/catalog/dataSets", json={"name": "d", "schemaRef": {"id": "https://ns.example/none"}})
     assert r.status_code == 404

@@ -52,9 +52,13 @@ class PlatformService:
         compiled = self.schemas.compiled(sandbox_id, schema_id)
         if profile_enabled and not compiled.profile_enabled:
             raise _not_profile_schema(compiled.uri)
-        return await self.store.write(lambda c: ds.create_dataset(
-            c, sandbox_id=sandbox_id, name=name, schema_uri=compiled.uri, description=description,
-            profile_enabled=profile_enabled, labels=labels, actor=actor))
+        def w(c: Any) -> Dataset:
+            _known_labels(c, sandbox_id, labels)
+            return ds.create_dataset(c, sandbox_id=sandbox_id, name=name, schema_uri=compiled.uri,
+                                     description=description, profile_enabled=profile_enabled, labels=labels,
+                                     actor=actor)
+
+        return await self.store.write(w)
 
     async def update_dataset(self, *, sandbox_id: str, dataset_id: str, changes: dict[str, Any],
                              actor: str) -> Dataset:
@@ -63,8 +67,12 @@ class PlatformService:
             compiled = self.schemas.compiled(sandbox_id, current.schema_uri)
             if not compiled.profile_enabled:
                 raise _not_profile_schema(compiled.uri)
-        out = await self.store.write(lambda c: ds.update_dataset(c, sandbox_id=sandbox_id, dataset_id=dataset_id,
-                                                                 changes=changes, actor=actor))
+        def w(c: Any) -> Dataset:
+            if "labels" in changes:
+                _known_labels(c, sandbox_id, changes["labels"])
+            return ds.update_dataset(c, sandbox_id=sandbox_id, dataset_id=dataset_id, changes=changes, actor=actor)
+
+        out = await self.store.write(w)
         self.cache.evict("dataset", sandbox_id, dataset_id)
         return out
 
@@ -118,6 +126,13 @@ class PlatformService:
         return await self.store.write(lambda c: failures.replay(c, dataset=dataset, compiled=compiled,
                                                                 limits=self.limits, ids=ids, batch_id=batch_id,
                                                                 actor=actor))
+
+
+def _known_labels(conn: Any, sandbox_id: str, labels: Any) -> None:
+    """Dataset labels must be core labels or the sandbox's custom ones (governance)."""
+    from wayline.platform.governance.store import check_dataset_labels
+
+    check_dataset_labels(conn, sandbox_id, list(labels), "/labels")
 
 
 def _not_profile_schema(uri: str) -> Problem:
@@ -311,6 +326,20 @@ class SegmentService:
                                          now=now, max_events=self.limits.max_events_per_profile)
         segments.mark_job(conn, jid, status="succeeded", counts=counts, started_ms=started, finished_ms=now_ms())
         segments.ensure_daily(conn, sandbox_id=sandbox_id, at=self.settings.segments_daily_at, now=now + 60_000)
+
+    async def labels_of(self, *, sandbox_id: str, entity_id: str) -> list[str] | None:
+        """A segment's data-usage labels as of now, or None when there is no such segment (governance
+        resolves `{"entityType": "segment"}` entities with this)."""
+        from wayline.platform import segments
+
+        def q(c: Any) -> list[str] | None:
+            try:
+                d = segments.get(c, sandbox_id, entity_id)
+            except Problem:
+                return None
+            return segments.labels_now(c, self.registry, d)
+
+        return await self.store.read(q)
 
     # definitions
     async def definitions(self, *, sandbox_id: str) -> list[dict[str, Any]]:
