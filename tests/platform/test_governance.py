@@ -347,7 +347,7 @@ def test_evaluation_by_entities(client):
     mixed = client.post(url, json={"labels": ["C12"], "entityList": [
         {"entityType": "field", "entityId": s.profile_schema, "path": "/personalEmail/address"}]}).json()
     assert mixed["duleLabels"] == ["C12", "I1"] and len(mixed["violatedPolicies"]) == 1
-    bad = client.post(url, json=[{"entityType": "segment", "entityId": "x"},
+    bad = client.post(url, json=[{"entityType": "journey", "entityId": "x"},
                                  {"entityType": "field", "entityId": s.crm},
                                  {"entityType": "field", "entityId": s.crm, "path": "/person/shoeSize"}])
     assert bad.status_code == 422 and set(_pointers(bad)) == {"/0/entityType", "/1/path"}

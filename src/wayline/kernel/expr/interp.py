@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from wayline.kernel.expr import ir, temporal
-from wayline.kernel.expr.check import NUMBERS, ExprTypeError, Typer, common, elem_of
+from wayline.kernel.expr.check import NUMBERS, ExprTypeError, Typer, common, cost, elem_of
 from wayline.kernel.expr.regex import compiled as compiled_regex
 
 __all__ = ["Context", "ExprTypeError", "compile_fn", "compile_predicate", "evaluate", "matches"]
@@ -48,7 +48,7 @@ def compile_fn(expr: ir.Expr) -> Callable[[Context], Any]:
     """A function giving the value of `expr` on a Context (a bool for conditions; a field's value may
     be None). Dates come back as `date`, datetimes as aware UTC `datetime`."""
     typer = Typer(expr)
-    fn = _Compiler(typer).value(expr)
+    fn = Compiler(typer).value(expr)
     out = _OUT.get(typer.root) or (_list_out(elem_of(typer.root)) if elem_of(typer.root) else None)
     if out is None:
         return fn
@@ -60,7 +60,7 @@ def compile_predicate(expr: ir.Expr) -> Callable[[Context], bool]:
     typer = Typer(expr)
     if typer.root not in ("boolean", "null"):
         raise ExprTypeError(f"not a condition: the expression is a {typer.root}")
-    return _Compiler(typer).cond(expr)
+    return Compiler(typer).cond(expr)
 
 
 def evaluate(expr: ir.Expr, ctx: Context) -> Any:
@@ -188,7 +188,9 @@ def _const(v: Any) -> Fn:
     return lambda c, e=None: v
 
 
-class _Compiler:
+class Compiler:
+    """Closures for the nodes of a checked tree (the SQL compiler uses it to compute constants)."""
+
     def __init__(self, typer: Typer) -> None:
         self.typer = typer
         self.kinds: dict[int, str] = {}  # id(node) -> static | now | dynamic
@@ -248,10 +250,10 @@ class _Compiler:
         if isinstance(n, ir.Cmp):
             return self._cmp(n), self._kind(n.left, n.right)
         if isinstance(n, ir.And):
-            fns = [self.cond(i) for i in n.items]
+            fns = [self.cond(i) for i in sorted(n.items, key=cost)]
             return _and(fns), self._kind(*n.items)
         if isinstance(n, ir.Or):
-            fns = [self.cond(i) for i in n.items]
+            fns = [self.cond(i) for i in sorted(n.items, key=cost)]
             return _or(fns), self._kind(*n.items)
         if isinstance(n, ir.Not):
             f = self.cond(n.item)
@@ -368,6 +370,9 @@ class _Compiler:
                 return lambda c, e=None: (None if (a := lf(c, e)) is None or (b := rf(c, e)) is None or b == 0
                                           else _rem(a, b))
             f = {"+": operator.add, "-": operator.sub, "*": operator.mul}[op]
+            if t == "integer":  # an integer result beyond 64 bits is null
+                return lambda c, e=None: (None if (a := lf(c, e)) is None or (b := rf(c, e)) is None
+                                          or not -_I64 <= (r := f(a, b)) < _I64 else r)
             return lambda c, e=None: None if (a := lf(c, e)) is None or (b := rf(c, e)) is None else f(a, b)
         lf = self._time(n.left) if lt in ("date", "datetime") else self.value(n.left)
         rf = self._time(n.right) if rt in ("date", "datetime") else self.value(n.right)
@@ -483,8 +488,9 @@ class _Compiler:
             def values(c: Context) -> list[Any]:
                 return [v for ev in c.events if where(c, ev) and (v := val(c, ev)) is not None]
         if kind == "sum":
-            zero = 0.0 if self.t(n) == "decimal" else 0
-            return lambda c, e=None: sum(values(c), zero)
+            if self.t(n) == "decimal":
+                return lambda c, e=None: sum(values(c), 0.0)
+            return lambda c, e=None: r if -_I64 <= (r := sum(values(c), 0)) < _I64 else None
         if kind == "avg":
             return lambda c, e=None: sum(vs) / len(vs) if (vs := values(c)) else None
         pick = min if kind == "min" else max

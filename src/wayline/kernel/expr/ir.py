@@ -49,9 +49,10 @@ Comparisons
 Arithmetic
 - `+ - *` on two integers give an integer, otherwise a decimal (double); `/` is always a decimal
   division (7 / 2 = 3.5); `%` takes two integers and keeps the sign of the dividend (-7 % 3 = -1).
-  Integer results beyond 64 bits are outside the contract (PostgreSQL raises, SQLite goes to double).
-  Decimal sums and averages follow double arithmetic; summed in another order they may differ in the
-  last bits (the interpreter sums in the order of the events it is given, SQL in scan order).
+  An integer result (arithmetic, a sum) beyond 64 bits is null. Decimals are doubles: results beyond
+  the double range are outside the contract (PostgreSQL raises an error); decimal sums and averages
+  summed in another order may differ in the last bits (the interpreter sums in the order of the
+  events it is given, SQL in scan order), as may averages of integers whose sum passes 2^53.
 - Time: datetime - datetime is a duration; datetime +/- duration and duration + datetime are a
   datetime; duration +/- duration is a duration. A date operand is its midnight UTC datetime. A
   datetime result outside the years 0001-9999 is null.

@@ -27,8 +27,9 @@ from datetime import datetime
 from typing import Any
 
 from wayline.kernel.expr import interp, ir, temporal
-from wayline.kernel.expr.check import TIMES, ExprTypeError, Typer, common, elem_of
-from wayline.kernel.expr.sqldialect import SQLITE_FUNCTIONS, Dialect, Params, dialect_for
+from wayline.kernel.expr.check import TIMES, ExprTypeError, Typer, common, cost, elem_of
+from wayline.kernel.expr.dialect_sqlite import SQLITE_FUNCTIONS, IntSum
+from wayline.kernel.expr.sqldialect import Dialect, Params, dialect_for
 
 __all__ = ["ExprTypeError", "Layout", "compile_condition", "install_sqlite_functions"]
 
@@ -78,6 +79,7 @@ def install_sqlite_functions(dbapi_connection: Any) -> None:
     Call it on every new sqlite3 connection (a SQLAlchemy "connect" event listener)."""
     for name, (nargs, fn) in SQLITE_FUNCTIONS.items():
         dbapi_connection.create_function(name, nargs, fn, deterministic=True)
+    dbapi_connection.create_aggregate("wayline_isum", 1, IntSum)
 
 
 Scope = tuple[str, ...]  # event aliases, innermost last
@@ -103,7 +105,7 @@ class _Compiler:
         self.d: Dialect = dialect_for(dialect, self.params)
         self.layout = layout
         self.payload_known = payload is not None
-        self.consts = interp._Compiler(self.typer)
+        self.consts = interp.Compiler(self.typer)
         self.ctx = interp.Context(profile={}, events=(), now=now, payload=payload)
         self._const: dict[int, bool] = {}
         self._aliases = 0
@@ -142,10 +144,10 @@ class _Compiler:
         if isinstance(n, ir.Cmp):
             return self._cmp(n, scope)
         if isinstance(n, ir.And):
-            parts = [self.cond(i, scope) for i in n.items]
+            parts = [self.cond(i, scope) for i in sorted(n.items, key=cost)]
             return "(" + " AND ".join(parts) + ")" if parts else _TRUE
         if isinstance(n, ir.Or):
-            parts = [self.cond(i, scope) for i in n.items]
+            parts = [self.cond(i, scope) for i in sorted(n.items, key=cost)]
             return "(" + " OR ".join(parts) + ")" if parts else _FALSE
         if isinstance(n, ir.Not):
             return f"NOT ({self.cond(n.item, scope)})"
@@ -184,7 +186,34 @@ class _Compiler:
             return self._list_eq(n, scope)
         com = common(lt, rt)
         a, b = self.as_type(n.left, com, scope), self.as_type(n.right, com, scope)
-        return self.d.cmp(a, n.op, b, com)
+        test = self.d.cmp(a, n.op, b, com)
+        prefilter = self._date_prefilter(n, scope)
+        return f"({prefilter} AND {test})" if prefilter else test
+
+    def _date_prefilter(self, n: ir.Cmp, scope: Scope) -> str | None:
+        """For a stored date or datetime compared with a constant: a cheap test on the text that every
+        matching value passes, so most rows skip the full parse. A valid text starts with its local
+        date, within a day of its UTC date; an invalid one fails the full test anyway."""
+        field, other, op = n.left, n.right, n.op
+        if not isinstance(field, ir.Field):
+            field, other, op = n.right, n.left, {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)
+        if (not isinstance(field, ir.Field) or field.root == "payload" or field.type not in TIMES
+                or op == "!=" or not self.is_const(other)):
+            return None
+        value, ot = self.const_value(other), self.t(other)
+        if value is None:
+            return None
+        day = value // temporal.DAY_MS if ot == "datetime" else value  # the constant's (UTC) date
+        slack = 1 if field.type == "datetime" else 0
+        text = self.d.at(self.doc(field, scope), field.path)[1]
+        if self.d.name == "postgresql":
+            text += ' COLLATE "C"'
+        tests = []
+        if op in (">", ">=", "=") and day - slack > temporal.MIN_DAY:
+            tests.append(f"{text} >= '{temporal.to_date(day - slack).isoformat()}'")
+        if op in ("<", "<=", "=") and day + slack + 1 <= temporal.MAX_DAY:
+            tests.append(f"{text} < '{temporal.to_date(day + slack + 1).isoformat()}'")
+        return f"({' AND '.join(tests)}) IS TRUE" if tests else None
 
     def as_type(self, n: ir.Expr, com: str, scope: Scope) -> str:
         """A scalar operand, a datetime turned into its UTC date when compared as dates."""
@@ -379,6 +408,8 @@ class _Compiler:
                 return d.div(a, b)
             if n.op == "%":
                 return d.rem(a, b)
+            if lt == rt == "integer":
+                return d.int_arith(a, n.op, b)
             return f"(({a}) {n.op} ({b}))"
         a = self.as_datetime(n.left, scope) if lt in TIMES else self.value(n.left, scope)
         b = self.as_datetime(n.right, scope) if rt in TIMES else self.value(n.right, scope)
@@ -388,7 +419,7 @@ class _Compiler:
             return d.dt_add(a, b, 1 if n.op == "+" else -1)
         if rt in TIMES:
             return d.dt_add(b, a, 1)
-        return f"(({a}) {n.op} ({b}))"
+        return d.int_arith(a, n.op, b)  # duration +/- duration
 
     def _predicate(self, n: ir.Call, scope: Scope) -> str:
         d = self.d
