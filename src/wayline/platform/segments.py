@@ -560,8 +560,18 @@ def _load(conn: Connection, sandbox_id: str, key: int, *, need_events: bool,
     return row.body, events
 
 
+_KEYED: dict[str, tuple[float, bool]] = {}
+
+
 def _graph_keyed(conn: Connection, sandbox_id: str) -> bool:
-    return profiles.default_policy(conn, sandbox_id).policy.graph == "pdg"
+    """Whether the sandbox's stored profiles are keyed by graph (default policy pdg); re-read each second."""
+    hit = _KEYED.get(sandbox_id)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < 1.0:
+        return hit[1]
+    keyed = profiles.default_policy(conn, sandbox_id).policy.graph == "pdg"
+    _KEYED[sandbox_id] = (now, keyed)
+    return keyed
 
 
 # -- batch -------------------------------------------------------------------------------------------
