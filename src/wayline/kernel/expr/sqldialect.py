@@ -24,6 +24,7 @@ SubPlan, slower than recomputing, so it inlines all but very long values.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +46,7 @@ class Params:
         return name
 
 
-class Dialect:
+class Dialect(ABC):
     name = ""
     TRUE, FALSE = "TRUE", "FALSE"
 
@@ -63,11 +64,13 @@ class Dialect:
             return f"'{s}'"
         return self.param_sql(s, "string")
 
+    @abstractmethod
     def param_sql(self, value: Any, t: str) -> str:
-        raise NotImplementedError
+        """Per database (dialect_sqlite, dialect_postgres)."""
 
+    @abstractmethod
     def null(self, t: str) -> str:
-        raise NotImplementedError
+        """Per database (dialect_sqlite, dialect_postgres)."""
 
     # -- generic helpers -----------------------------------------------------------------------
 
@@ -79,8 +82,9 @@ class Dialect:
     def simple(sql: str) -> bool:
         return bool(_SIMPLE.fullmatch(sql))
 
+    @abstractmethod
     def let(self, values: list[str], body: Callable[..., str]) -> str:
-        raise NotImplementedError
+        """Per database (dialect_sqlite, dialect_postgres)."""
 
     def cmp(self, a: str, op: str, b: str, t: str) -> str:
         """`a op b` as a never-null boolean (values of type t, or both numbers)."""
