@@ -99,6 +99,12 @@ def handler(conn: Any, m: Any) -> None:
     conn.execute(INSERT_EFFECT, {"message_id": m.id, "created_ms": m.created_ms, "applied_ms": time.time() * 1000.0})
 
 
+def handle_many(conn: Any, msgs: list[Any]) -> None:
+    """The same effect for a batch's ready messages in one multi-row insert (`subscribe(handle_many=)`)."""
+    now = time.time() * 1000.0
+    conn.execute(INSERT_EFFECT, [{"message_id": m.id, "created_ms": m.created_ms, "applied_ms": now} for m in msgs])
+
+
 def write_unit(conn: Any, msgs: list[tuple[str, int]]) -> tuple[int, int]:
     """A producer's unit of work: its messages into the outbox; returns (first id, last id)."""
     from wayline.kernel import outbox
@@ -151,6 +157,8 @@ class Options:
     timers: int = 50_000
     warmup: int = 2_000
     pg_workers: int = 1
+    pg_runners: int = 1
+    handler: str = "one"
     backbone_batch: int = 500
     timeout_s: float = 300.0
     profile: Path | None = None
@@ -237,6 +245,24 @@ async def latencies(store: Any, lo: int, hi: int) -> tuple[list[float], float]:
     return sorted(a - c for c, a in rows), max((a for _, a in rows), default=0.0)
 
 
+async def relay_split(store: Any, lo: int, hi: int) -> dict[str, float]:
+    """Scale-out: where the latency goes — created → marked published by the relay (after JetStream's
+    ack), and marked published → applied (NATS delivery, the consumer's apply; may be negative)."""
+    import sqlalchemy as sa
+
+    from wayline.kernel import tables as t
+
+    rows = await store.read(lambda c: c.execute(
+        sa.select(EFFECTS.c.created_ms, t.outbox.c.published_ms, EFFECTS.c.applied_ms)
+        .join(t.outbox, t.outbox.c.id == EFFECTS.c.message_id)
+        .where(EFFECTS.c.message_id.between(lo, hi), t.outbox.c.published_ms.is_not(None))).all())
+    relay = sorted(p - c for c, p, _ in rows)
+    after = sorted(a - p for _, p, a in rows)
+    return {"relayed_p50_ms": round(percentile(relay, 50), 2), "relayed_p99_ms": round(percentile(relay, 99), 2),
+            "published_to_applied_p50_ms": round(percentile(after, 50), 2),
+            "published_to_applied_p99_ms": round(percentile(after, 99), 2)}
+
+
 def summary(lat: list[float], n: int, seconds: float, cpu_s: float | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"messages": n, "seconds": round(seconds, 3),
                            "messages_per_s": round(n / seconds, 1) if seconds > 0 else None,
@@ -268,6 +294,8 @@ async def message_phase(store: Any, prod: Producer, opts: Options, *, paced_rate
     out["produced_per_s"] = round(prod.written / (produced_s / 1000.0), 1) if produced_s > 0 else None
     out["complete"] = got == prod.written
     out["process_cpu_s"] = round(cpu, 3)
+    if not store.is_sqlite:
+        out.update(await relay_split(store, prod.lo, prod.hi))
     if paced_rate is not None:
         out["offered_per_s"] = paced_rate
     return out
@@ -324,12 +352,12 @@ async def run_embedded(db_url: str, opts: Options) -> dict[str, Any]:
     profilers = Profilers(opts.profile, "embedded") if opts.profile else None  # before the writer starts
     store = Store(db_url)
     bb = Backbone(store, batch=opts.backbone_batch)
-    applier = bb.subscribe(CONSUMER, STREAM, handler)
+    applier = bb.subscribe(CONSUMER, STREAM, handler, handle_many=handle_many if opts.handler == "many" else None)
     stop = asyncio.Event()
     runner = asyncio.create_task(bb.run(stop))
     prod = Producer(store, opts.keys)
     prod.after_unit = bb.notify
-    result: dict[str, Any] = {"mode": "embedded", "backend": "sqlite"}
+    result: dict[str, Any] = {"mode": "embedded", "backend": "sqlite", "handler": opts.handler}
     try:
         await message_phase(store, prod, opts, paced_rate=None, n=opts.warmup)
         for phase in opts.phases:
@@ -442,8 +470,8 @@ def worker_main(args: argparse.Namespace) -> int:
     async def amain() -> None:
         prof = Profilers(Path(args.profile).parent, "worker") if args.profile else None  # before the writers start
         store = Store(args.db)
-        bb = Backbone(store, bus=NatsBus(args.nats, prefix=args.prefix))  # type: ignore[call-arg]
-        bb.subscribe(CONSUMER, STREAM, handler)
+        bb = Backbone(store, bus=NatsBus(args.nats, prefix=args.prefix), runners=args.runners)
+        bb.subscribe(CONSUMER, STREAM, handler, handle_many=handle_many if args.handler == "many" else None)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -471,7 +499,8 @@ async def run_postgres_nats(db_url: str, nats_url: str, prefix: str, opts: Optio
     procs = start_workers(db_url, nats_url, prefix, opts, workdir)
     store = Store(db_url)
     prod = Producer(store, opts.keys)
-    result: dict[str, Any] = {"mode": "postgresql_nats", "backend": "postgresql", "workers": opts.pg_workers}
+    result: dict[str, Any] = {"mode": "postgresql_nats", "backend": "postgresql", "workers": opts.pg_workers,
+                              "runners_per_worker": opts.pg_runners, "handler": opts.handler}
     try:
         await message_phase(store, prod, opts, paced_rate=None, n=opts.warmup)
         for phase in opts.phases:
@@ -504,7 +533,7 @@ def start_workers(db_url: str, nats_url: str, prefix: str, opts: Options,
     procs = []
     for i in range(opts.pg_workers):
         argv = [sys.executable, str(HERE / "backbone.py"), "--worker", "--db", db_url, "--nats", nats_url,
-                "--prefix", prefix]
+                "--prefix", prefix, "--runners", str(opts.pg_runners), "--handler", opts.handler]
         if opts.profile:
             argv += ["--worker-profile", str(opts.profile / f"postgresql_nats-worker{i}")]
         with open(workdir / f"worker{i}.log", "wb") as err:
@@ -594,6 +623,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backbone-batch", type=int, default=d.backbone_batch,
                    help="Backbone(batch=…): messages per consumer read, timers per claim (default 500)")
     p.add_argument("--pg-workers", type=int, default=d.pg_workers, help="worker processes on PostgreSQL + NATS")
+    p.add_argument("--pg-runners", type=int, default=d.pg_runners,
+                   help="consumer runners per worker process (Backbone(runners=…))")
     p.add_argument("--phases", default=",".join(d.phases), help="comma-separated: saturated,paced,timers")
     p.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL + NATS even when configured")
     p.add_argument("--postgres-only", action="store_true", help="skip the embedded mode")
@@ -603,6 +634,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--db", help=argparse.SUPPRESS)
     p.add_argument("--nats", help=argparse.SUPPRESS)
     p.add_argument("--prefix", default="wayline", help=argparse.SUPPRESS)
+    p.add_argument("--runners", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--handler", choices=("one", "many"), default=d.handler,
+                   help="the effect per message (`subscribe(handler)`, default) or per ready batch "
+                        "(`subscribe(handle_many=)`: one multi-row insert)")
     p.add_argument("--worker-profile", dest="profile_worker", default="", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -618,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     opts = Options(messages=args.messages, batch=args.batch, producers=args.producers, keys=args.keys,
                    paced_seconds=args.paced_seconds, paced_batch=args.paced_batch, timers=args.timers,
-                   pg_workers=args.pg_workers, phases=phases, backbone_batch=args.backbone_batch,
+                   pg_workers=args.pg_workers, pg_runners=args.pg_runners, handler=args.handler, phases=phases, backbone_batch=args.backbone_batch,
                    profile=args.profile.resolve() if args.profile else None)
     if opts.profile:
         opts.profile.mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,41 @@ def test_a_failing_key_is_parked_visible_and_replayable_without_blocking_others(
     assert store.read_sync(consumers.parked_keys) == []
 
 
+def test_handle_many_applies_a_batch_in_one_call_and_falls_back_per_message_when_it_raises(store):
+    broken = {"on": True}
+    batches: list[list[tuple[str, int]]] = []
+
+    def handler(conn, m):
+        if m.key == "bad" and broken["on"]:
+            raise ValueError("cannot apply")
+        record(conn, m)
+
+    def many(conn, msgs):
+        batches.append([(m.key, m.seq) for m in msgs])
+        for m in msgs:  # writes, then fails on the bad key: none of it may stay
+            handler(conn, m)
+
+    bb = Backbone(store, VirtualClock())
+    bb.subscribe("c", "s", handler, max_attempts=3, handle_many=many)
+    add(store, "a", 3)
+    add(store, "b", 2)
+    bb.run_until_idle()
+    assert batches == [[("a", 1), ("a", 2), ("a", 3), ("b", 1), ("b", 2)]]  # one call for the whole batch
+    assert seen(store) == [("a", 1, "e"), ("a", 2, "e"), ("a", 3, "e"), ("b", 1, "e"), ("b", 2, "e")]
+
+    add(store, "good", 1)
+    add(store, "bad", 2)
+    add(store, "good", 1)
+    bb.run_until_idle()
+    # handle_many raised: its writes were rolled back, the batch went message by message, the bad key parked.
+    assert [(k, q) for k, q, _ in seen(store)][5:] == [("good", 1), ("good", 2)]
+    (p,) = store.read_sync(consumers.parked_keys)
+    assert p["key"] == "bad" and p["seq"] == 1 and p["attempts"] == 3
+    broken["on"] = False
+    assert bb.replay("c", "bad") == {"replayed": 2, "parked": False, "found": True}
+    assert [q for k, q, _ in seen(store) if k == "bad"] == [1, 2]
+
+
 def test_timers_fire_once_in_due_order_into_their_keys_stream(store):
     clock = VirtualClock()
     bb = Backbone(store, clock)

@@ -223,6 +223,35 @@ def test_on_postgresql_one_relay_leads_at_a_time(store, nats_url):
     run(main())
 
 
+def test_on_postgresql_the_relay_wakes_on_the_outbox_notification_not_its_poll(store, nats_url):
+    if store.is_sqlite:
+        pytest.skip("NOTIFY is PostgreSQL's; the embedded process wakes its relay in memory")
+
+    async def main():
+        bus = await connect(nats_url, new_prefix())
+        stop = asyncio.Event()
+        # Polls once a minute: only the NOTIFY of the writing transaction can make it relay sooner.
+        relay = Relay(store, bus, poll_seconds=60, listening_poll_s=60)
+        task = asyncio.ensure_future(relay.run(stop))
+        try:
+            await wait_until(lambda: relay.listening, 10, "the relay to LISTEN")
+            await asyncio.sleep(0.2)  # past the round the LISTEN itself triggers
+            other = Store(store.url)  # another process's store: nothing here calls relay.notify()
+            try:
+                await other.write(lambda c: outbox.add_many(c, [("s", "k", "e", {"i": i}) for i in range(5)],
+                                                            now_ms=1))
+            finally:
+                other.close()
+            await wait_until(lambda: relay.published == 5, 10, "the notified relay to publish")
+            assert relay.notifications >= 1
+            assert await bus.stream_messages("s") == 5
+            await run_until(stop, [task])
+        finally:
+            await cleanup(bus)
+
+    run(main())
+
+
 def test_consumers_and_relay_survive_dropped_database_connections(store, nats_url):
     if store.is_sqlite:
         pytest.skip("an embedded SQLite file has no connections to drop")
@@ -434,6 +463,46 @@ def test_a_failing_handler_is_retried_with_backoff_and_parked_without_blocking_o
     bb.appliers.append(Applier(Subscription("c", "s", handler, max_attempts=3)))
     assert bb.replay("c", "bad") == {"replayed": 2, "parked": False, "found": True}
     assert [s for k, s, _ in seen(store) if k == "bad"] == [1, 2]
+
+
+def test_a_runner_applies_ready_messages_through_handle_many_and_isolates_a_failing_key(store, nats_url):
+    calls: list[int] = []
+
+    def handler(conn, m):
+        if m.key == "bad":
+            raise ValueError("cannot apply")
+        record(conn, m)
+
+    def many(conn, msgs):
+        calls.append(len(msgs))
+        for m in msgs:  # some rows written before the raise: the savepoint must take them back
+            handler(conn, m)
+
+    async def main():
+        bus = await connect(nats_url, new_prefix())
+        stop = asyncio.Event()
+        await add_async(store, [("a", 4), ("b", 3)])
+        applier = Applier(Subscription("c", "s", handler, max_attempts=2, handle_many=many))
+        runner = NatsConsumer(store, bus, applier, retry_base_s=0.2, fetch_timeout_s=0.2)
+        try:
+            await Relay(store, bus).drain()
+            task = asyncio.ensure_future(runner.run(stop))
+            await wait_until(lambda: count(store) >= 7, 20, "seven messages")
+            assert max(calls) > 1  # ready messages went in one call
+            add(store, "a", 1)
+            add(store, "bad", 1)
+            add(store, "b", 1)
+            await Relay(store, bus).drain()
+            await wait_until(lambda: store.read_sync(consumers.parked_keys), 20, "the bad key to be parked")
+            await wait_until(lambda: count(store) >= 9, 10, "the good keys' next messages")
+            await run_until(stop, [task])
+        finally:
+            await cleanup(bus)
+
+    run(main())
+    assert_once_in_order(store, {"a": 5, "b": 4})
+    (p,) = store.read_sync(consumers.parked_keys)
+    assert p["key"] == "bad" and p["attempts"] == 2
 
 
 # -- the assembled backbone in scale-out mode -------------------------------------------------------

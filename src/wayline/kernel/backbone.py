@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from wayline.kernel import consumers, timers
 from wayline.kernel import tables as t
 from wayline.kernel.clock import Clock, VirtualClock
-from wayline.kernel.consumers import Applier, Handler, Subscription
+from wayline.kernel.consumers import Applier, Handler, ManyHandler, Subscription
 from wayline.kernel.store import Store
 
 if TYPE_CHECKING:
@@ -61,9 +61,14 @@ class Backbone:
         self.relay: Relay | None = None  # in scale-out, while run() runs
         self.runners: list[NatsConsumer] = []
 
-    def subscribe(self, consumer: str, stream: str, handler: Handler, *, max_attempts: int = 5) -> Applier:
-        """Apply every message of `stream` with `handler(conn, message)`, in per-key order, exactly once."""
-        a = Applier(Subscription(consumer, stream, handler, max_attempts))
+    def subscribe(self, consumer: str, stream: str, handler: Handler, *, max_attempts: int = 5,
+                  handle_many: ManyHandler | None = None) -> Applier:
+        """Apply every message of `stream` with `handler(conn, message)`, in per-key order, exactly once.
+
+        `handle_many(conn, messages)`, if given, applies a batch's ready messages in one call (fewer
+        statements); it must have the effect of `handler` on each in turn. When it raises, nothing of
+        it stays and the batch goes message by message through `handler` (retries, parking)."""
+        a = Applier(Subscription(consumer, stream, handler, max_attempts, handle_many))
         self.appliers.append(a)
         return a
 

@@ -178,11 +178,16 @@ class NatsConsumer:
             else:
                 gapped.add(m.key)
                 slow.append(item)
+        many = self.applier.sub.handle_many is not None
         while fast:
-            bad = self._apply_fast(conn, fast, {k: v for k, v in upto.items() if v != applied.get(k, 0)}, now_ms)
+            bad = self._apply_fast(conn, fast, {k: v for k, v in upto.items() if v != applied.get(k, 0)}, now_ms,
+                                   many)
             if bad is None:
                 done += [(i, Outcome.APPLIED) for i, _, _ in fast]
                 break
+            if bad == "":  # the subscription's handle_many raised: find the failing key one by one
+                many = False
+                continue
             # A handler raised: everything of the fast part was rolled back. The failing key goes
             # message by message; the others try the fast way again.
             slow += [x for x in fast if x[1].key == bad]
@@ -200,16 +205,21 @@ class NatsConsumer:
         return done
 
     def _apply_fast(self, conn: Connection, fast: list[tuple[int, Message, int]], marks: dict[str, int],
-                    now_ms: int) -> str | None:
+                    now_ms: int, many: bool = False) -> str | None:
         """Run `fast` under one savepoint and move the marks; None on success, else the key of the
-        message whose handler raised (and nothing of `fast` stays)."""
-        handler = self.applier.sub.handler
+        message whose handler raised, or "" when the subscription's `handle_many` raised (and nothing
+        of `fast` stays)."""
+        sub = self.applier.sub
         sp = conn.begin_nested()
         key = None
         try:
-            for _, m, _ in fast:
-                key = m.key
-                handler(conn, m)
+            if many:
+                key = ""
+                sub.run_many(conn, [m for _, m, _ in fast])
+            else:
+                for _, m, _ in fast:
+                    key = m.key
+                    sub.handler(conn, m)
             key = None
             self._mark(conn, marks, now_ms)
         except Exception:

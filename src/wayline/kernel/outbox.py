@@ -8,6 +8,8 @@ the embedded default they read it directly; in scale-out a relay copies it to NA
 On PostgreSQL, concurrent transactions could commit outbox ids out of order, and a reader that
 follows ids could step over one that commits late. A transaction-scoped advisory lock taken before
 the first outbox insert makes commit order equal id order; SQLite has one writer and needs none.
+The same statement queues a `NOTIFY wayline_outbox` (delivered at commit, once per transaction), so a
+relay in another process relays at once instead of at its next poll.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from sqlalchemy.engine import Connection
 from wayline.kernel import tables as t
 
 _PG_OUTBOX_LOCK = 0x5761796C  # "Wayl"
+CHANNEL = "wayline_outbox"  # PostgreSQL NOTIFY channel: outbox rows were committed
+_PG_LOCK_AND_NOTIFY = sa.text(f"SELECT pg_advisory_xact_lock(:k), pg_notify('{CHANNEL}', '')")
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ def add_many(conn: Connection, messages: list[tuple[str, str, str, Any]], *, now
     if not messages:
         return []
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_OUTBOX_LOCK})
+        conn.execute(_PG_LOCK_AND_NOTIFY, {"k": _PG_OUTBOX_LOCK})
     counts: dict[tuple[str, str], int] = {}
     for s, k, _, _ in messages:
         counts[(s, k)] = counts.get((s, k), 0) + 1

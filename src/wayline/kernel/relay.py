@@ -10,6 +10,10 @@ Several relays may run (one per worker); on PostgreSQL one of them leads at a ti
 session advisory lock held on a connection of its own, so rows are not published once per worker.
 The lock goes with the connection: a crashed leader's successor takes over within `leader_check_s`.
 Leadership is an economy, not a guarantee: two relays at once only cause duplicates JetStream drops.
+
+On PostgreSQL the leader also LISTENs on the outbox's NOTIFY channel: every transaction that writes
+the outbox notifies at commit, so rows written by any process are relayed at once. Polling stays as the
+safety net (every `poll_seconds` while not listening, every `listening_poll_s` while listening).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ _PG_RELAY_LOCK = 0x57795265  # "WyRe"
 class Relay:
     def __init__(self, store: Store, bus: Bus, *, clock: Clock | None = None, batch: int = 1000,
                  poll_seconds: float = 0.02, ack_timeout_s: float = 5.0, exclusive: bool = True,
-                 leader_check_s: float = 1.0) -> None:
+                 leader_check_s: float = 1.0, listening_poll_s: float = 0.5) -> None:
         self.store = store
         self.bus = bus
         self.clock = clock or Clock()
@@ -43,6 +47,9 @@ class Relay:
         self.ack_timeout_s = ack_timeout_s
         self.exclusive = exclusive and not store.is_sqlite
         self.leader_check_s = leader_check_s
+        self.listening_poll_s = listening_poll_s
+        self.listening = False  # connected and LISTENing for the outbox's NOTIFY
+        self.notifications = 0
         self.published = 0  # rows marked published by this relay
         self.rounds = 0
         self.incomplete = 0  # rounds in which the bus did not acknowledge everything
@@ -130,6 +137,32 @@ class Relay:
             log.warning("relay: cannot take the leader lock", exc_info=True)
             return False
 
+    # -- listening (PostgreSQL) --------------------------------------------------------------------
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """Wake the relay on every NOTIFY of the outbox channel; reconnects with backoff."""
+        import psycopg
+
+        conninfo = "postgresql://" + self.store.url.split("://", 1)[1]
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {outbox.CHANNEL}")
+                    self.listening, backoff = True, 0.1
+                    self.notify()  # rows committed before LISTEN took effect
+                    async for _ in conn.notifies():
+                        self.notifications += 1
+                        self.notify()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("relay: not listening for outbox notifications", exc_info=True)
+            finally:
+                self.listening = False
+            await _sleep(stop, backoff)
+            backoff = min(backoff * 2, 2.0)
+
     # -- running -----------------------------------------------------------------------------------
 
     async def _wait(self, stop: asyncio.Event, seconds: float) -> None:
@@ -149,10 +182,11 @@ class Relay:
         """Relay until `stop` is set; survives bus and database outages (retrying with backoff)."""
         self._wake = asyncio.Event()
         backoff = 0.05
+        listener = None if self.store.is_sqlite else asyncio.ensure_future(self._listen(stop))
         try:
             while not stop.is_set():
                 if not await self._lead():
-                    await self._wait(stop, self.leader_check_s)
+                    await _sleep(stop, self.leader_check_s)  # notifications are the leader's business
                     continue
                 try:
                     n = await self.relay_once()
@@ -165,8 +199,18 @@ class Relay:
                     continue
                 backoff = 0.05
                 if n == 0:
-                    await self._wait(stop, self.poll_seconds)
+                    await self._wait(stop, self.listening_poll_s if self.listening else self.poll_seconds)
         finally:
+            if listener is not None:
+                listener.cancel()
+                await asyncio.gather(listener, return_exceptions=True)
             if self._lock_conn is not None:
                 await asyncio.to_thread(self._release_sync)
 
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass

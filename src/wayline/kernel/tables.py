@@ -81,7 +81,11 @@ outbox = sa.Table(
     sa.Column("published_ms", sa.BigInteger, nullable=True),  # handed to the external bus (NATS)
     sa.UniqueConstraint("stream", "key", "seq"),
     sa.Index("ix_outbox_stream_id", "stream", "id"),
-    sa.Index("ix_outbox_unpublished", "published_ms", "id"),
+    # Partial: only rows the relay has still to publish. (A plain index on published_ms keeps an entry
+    # for every row's old NULL version until vacuum, and the relay's read walked all of them: 1.5 ms
+    # per read after 50,000 messages on PostgreSQL, instead of 0.1 ms.)
+    sa.Index("ix_outbox_unpublished", "id", sqlite_where=sa.text("published_ms IS NULL"),
+             postgresql_where=sa.text("published_ms IS NULL")),
 )
 
 # The last sequence number given to each key of each stream.
@@ -139,5 +143,7 @@ timers = sa.Table(
     sa.Column("fired_ms", sa.BigInteger, nullable=True),
     sa.Column("lateness_ms", sa.BigInteger, nullable=True),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
-    sa.Index("ix_timers_due", "fired_ms", "due_ms"),
+    # Partial, like the outbox's: only timers still to fire, so a claim never walks fired ones.
+    sa.Index("ix_timers_due", "due_ms", "id", sqlite_where=sa.text("fired_ms IS NULL"),
+             postgresql_where=sa.text("fired_ms IS NULL")),
 )

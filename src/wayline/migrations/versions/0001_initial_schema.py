@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-05 00:16:05.620867
+Create Date: 2026-12-05 01:17:08.558773
 """
 from alembic import op
 import sqlalchemy as sa
@@ -263,7 +263,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_stream_id', ['stream', 'id'], unique=False)
-        batch_op.create_index('ix_outbox_unpublished', ['published_ms', 'id'], unique=False)
+        batch_op.create_index('ix_outbox_unpublished', ['id'], unique=False, sqlite_where=sa.text('published_ms IS NULL'), postgresql_where=sa.text('published_ms IS NULL'))
 
     op.create_table('parked_keys',
     sa.Column('consumer', sa.String(length=100), nullable=False),
@@ -414,7 +414,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_timers'))
     )
     with op.batch_alter_table('timers', schema=None) as batch_op:
-        batch_op.create_index('ix_timers_due', ['fired_ms', 'due_ms'], unique=False)
+        batch_op.create_index('ix_timers_due', ['due_ms', 'id'], unique=False, sqlite_where=sa.text('fired_ms IS NULL'), postgresql_where=sa.text('fired_ms IS NULL'))
 
     op.create_table('sandboxes',
     sa.Column('id', sa.String(length=64), nullable=False),
@@ -446,7 +446,7 @@ def downgrade() -> None:
     op.drop_table('api_keys')
     op.drop_table('sandboxes')
     with op.batch_alter_table('timers', schema=None) as batch_op:
-        batch_op.drop_index('ix_timers_due')
+        batch_op.drop_index('ix_timers_due', sqlite_where=sa.text('fired_ms IS NULL'), postgresql_where=sa.text('fired_ms IS NULL'))
 
     op.drop_table('timers')
     op.drop_table('stream_keys')
@@ -479,7 +479,7 @@ def downgrade() -> None:
     op.drop_table('profile_fragments')
     op.drop_table('parked_keys')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.drop_index('ix_outbox_unpublished')
+        batch_op.drop_index('ix_outbox_unpublished', sqlite_where=sa.text('published_ms IS NULL'), postgresql_where=sa.text('published_ms IS NULL'))
         batch_op.drop_index('ix_outbox_stream_id')
 
     op.drop_table('outbox')
