@@ -43,6 +43,17 @@ class ProfileChangedV1(BaseModel):
     atMs: int
 
 
+def profile_changed(*, sandbox_id: str, profile_id: str, ns: str, id: str, changes: list[str], at_ms: int,
+                    dataset_id: str | None = None, record_id: str | None = None, fields: list[str] | None = None,
+                    previous: list[str] | None = None) -> dict[str, Any]:
+    """A ProfileChangedV1 as the JSON it is published as, built without the model: ingestion emits
+    one per touched profile, and validating and dumping a model costs more than the rest of the event.
+    Tests hold it equal to `ProfileChangedV1(...).model_dump(mode="json")` and valid against it."""
+    return {"schemaVersion": 1, "type": PROFILE_CHANGED, "sandboxId": sandbox_id, "profileId": profile_id,
+            "identity": {"namespace": ns, "id": id}, "changes": changes, "datasetId": dataset_id,
+            "recordId": record_id, "fields": fields or [], "previousProfileIds": previous or [], "atMs": at_ms}
+
+
 class SegmentQualificationV1(BaseModel):
     """A profile entered (realized) or left (exited) a segment."""
 

@@ -19,6 +19,7 @@ from wayline.platform.identity import Ident
 LinkKey = tuple[Ident, Ident]
 
 
+# Members and links are values: code that changes one's times makes a new one (graphs share them).
 @dataclass(slots=True)
 class Member:
     first_seen_ms: int
@@ -81,23 +82,36 @@ def stitch(existing: Iterable[Graph], idents: Sequence[Ident], at_ms: int, *,
         raise ValueError(f"a record with {len(record)} identities exceeds the graph limit of {limit}")
     in_record = set(record)
 
+    # Members and links are never changed in place (a changed one is replaced), so the result can
+    # share the unchanged ones with `existing`; the graphs are disjoint, so their dicts just combine.
+    graphs = list(existing)
     members: dict[Ident, Member] = {}
     links: dict[LinkKey, Link] = {}
-    for g in existing:
+    for g in graphs:
         if in_record.isdisjoint(g.members):
             raise ValueError("an existing graph holds none of the record's identities")
-        for ident, m in g.members.items():
-            _seen(members, ident, m.first_seen_ms, m.last_seen_ms, Member)
-        for (a, b), lk in g.links.items():
-            _seen(links, link_key(a, b), lk.first_seen_ms, lk.last_seen_ms, Link)
-
+        members.update(g.members)
+        links.update(g.links)
+    grew = len(graphs) != 1  # new keys: the result's order must be made again
     for i, a in enumerate(record):
-        _seen(members, a, at_ms, at_ms, Member)
-        for b in record[i + 1:]:
-            _seen(links, (a, b), at_ms, at_ms, Link)  # record is sorted, so a < b
+        m = members.get(a)
+        if m is None:
+            members[a] = Member(at_ms, at_ms)
+            grew = True
+        elif at_ms < m.first_seen_ms or at_ms > m.last_seen_ms:
+            members[a] = Member(min(m.first_seen_ms, at_ms), max(m.last_seen_ms, at_ms))
+        for b in record[i + 1:]:  # record is sorted, so a < b
+            lk = links.get((a, b))
+            if lk is None:
+                links[(a, b)] = Link(at_ms, at_ms)
+                grew = True
+            elif at_ms < lk.first_seen_ms or at_ms > lk.last_seen_ms:
+                links[(a, b)] = Link(min(lk.first_seen_ms, at_ms), max(lk.last_seen_ms, at_ms))
 
     if len(members) <= limit:
-        return StitchResult(_graph(members, links), [], [])
+        if grew:
+            return StitchResult(Graph(dict(sorted(members.items())), dict(sorted(links.items()))), [], [])
+        return StitchResult(Graph(members, links), [], [])
 
     evicted = _to_evict(members, links, record, limit)
     gone = set(evicted)
@@ -123,15 +137,6 @@ def remove(graph: Graph, ident: Ident) -> list[Graph]:
 
 
 # -- internals ------------------------------------------------------------------------------------
-
-
-def _seen(into: dict, key: object, first: int, last: int, kind: type) -> None:
-    cur = into.get(key)
-    if cur is None:
-        into[key] = kind(first, last)
-    else:
-        cur.first_seen_ms = min(cur.first_seen_ms, first)
-        cur.last_seen_ms = max(cur.last_seen_ms, last)
 
 
 def _to_evict(members: dict[Ident, Member], links: dict[LinkKey, Link], record: list[Ident],

@@ -135,6 +135,10 @@ def _copy(v: Any) -> Any:
     return v
 
 
+def _same(v: Any) -> Any:
+    return v
+
+
 def _canon(v: Any) -> bytes:
     """A total order on values for the last tie-break: canonical JSON bytes."""
     try:
@@ -177,12 +181,13 @@ def _group(entries: list[tuple[int, dict]]) -> dict[str, list[tuple[int, Any]]]:
 class _Run:
     """One merge: fragments indexed by position, with their precedence, identity rank and times."""
 
-    __slots__ = ("_src", "base", "explain", "frags", "lm", "ptrs", "sources", "strength", "target", "times",
-                 "uniform", "upd")
+    __slots__ = ("_src", "base", "copy", "explain", "frags", "lm", "ptrs", "sources", "strength", "target",
+                 "times", "uniform", "upd")
 
     def __init__(self, frags: list[Fragment], prec: list[int], idrank: list[int], *, explain: bool,
-                 times: dict[str, int] | None, target: int) -> None:
+                 times: dict[str, int] | None, target: int, fresh: bool = True) -> None:
         self.frags = frags
+        self.copy = _copy if fresh else _same  # not fresh: the result shares values with the fragments
         self.upd = [f.updated_ms for f in frags]
         self.lm = [f.leaf_ms or None for f in frags]
         self.base = [(p, f.updated_ms, r) for p, f, r in zip(prec, frags, idrank, strict=True)]
@@ -295,7 +300,7 @@ class _Run:
                     continue
             if p is not None:
                 self.note(i, p, v)
-            out[k] = _copy(v)
+            out[k] = self.copy(v)
         return out
 
     # -- union fields
@@ -308,7 +313,7 @@ class _Run:
             i, item = cands[0] if len(cands) == 1 else self.winner(cands, p, leaf=True)
             if p is not None:
                 self.note(i, p, item, leaf=True)
-            out.append(_copy(item))
+            out.append(self.copy(item))
         return out
 
     def identity_map(self, g: list[tuple[int, Any]]) -> Any:
@@ -436,7 +441,7 @@ def merge(fragments: Iterable[Fragment], policy: Policy, *, explain: bool = Fals
     else:
         prec = [0] * len(frags)
     idrank = _ranks([(f.dataset_id, f.ns, f.value) for f in frags])
-    run = _Run(frags, prec, idrank, explain=explain, times=None, target=0)
+    run = _Run(frags, prec, idrank, explain=explain, times=None, target=0, fresh=fresh)
     profile = run.top(run.entries(), drop_id=True)
     return Merged(profile, run.sources)
 
@@ -459,7 +464,8 @@ def upsert(existing: Fragment | None, *, dataset_id: str, ns: str, value: str, b
         newer = (ts_ms, _rid_key(record_id)) > (existing.updated_ms, _rid_key(existing.record_id))
         rid = record_id if newer else existing.record_id
     times: dict[str, int] = {}
-    run = _Run(frags, [0] * len(frags), [0] * len(frags), explain=False, times=times, target=upd)
+    # Shares values with `existing` and the record, like the new-fragment case: fragments are never mutated.
+    run = _Run(frags, [0] * len(frags), [0] * len(frags), explain=False, times=times, target=upd, fresh=False)
     merged = run.top(run.entries(), drop_id=False)
     return Fragment(dataset_id, ns, value, merged, upd, rid, times or None)
 

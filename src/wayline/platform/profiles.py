@@ -320,12 +320,12 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
     for g in touched:
         tch = gs.touch[id(g)]
         gid = gid_of[id(g)]
-        event = contracts.ProfileChangedV1(
-            sandboxId=sandbox_id, profileId=str(gid), identity=contracts.Identity(namespace=tch.ident.ns, id=tch.ident.value),
-            changes=sorted(tch.changes), datasetId=tch.dataset_id, recordId=tch.record_id, fields=sorted(tch.fields),
-            previousProfileIds=sorted(str(x) for x in tch.previous if x != gid), atMs=now)
+        event = contracts.profile_changed(
+            sandbox_id=sandbox_id, profile_id=str(gid), ns=tch.ident.ns, id=tch.ident.value, changes=sorted(tch.changes),
+            dataset_id=tch.dataset_id, record_id=tch.record_id, fields=sorted(tch.fields),
+            previous=sorted(str(x) for x in tch.previous if x != gid), at_ms=now)
         messages.append((contracts.PROFILE_STREAM, outbox.ordering_key(sandbox_id, tch.ident.ns, tch.ident.value),
-                         contracts.PROFILE_CHANGED, event.model_dump(mode="json")))
+                         contracts.PROFILE_CHANGED, event))
     outbox.add_many(conn, messages, now_ms=now)
 
 
@@ -672,11 +672,11 @@ def delete_identity(conn: Connection, sandbox_id: str, ident: Ident, *, now: int
         if eff.policy.graph == "pdg":
             keys[gid] = member_ids
         anchor = min(comp.members)
-        event = contracts.ProfileChangedV1(
-            sandboxId=sandbox_id, profileId=str(gid), identity=contracts.Identity(namespace=anchor.ns, id=anchor.value),
-            changes=["unlink"], previousProfileIds=[str(node.graph_id)] if gid != node.graph_id else [], atMs=now)
+        event = contracts.profile_changed(
+            sandbox_id=sandbox_id, profile_id=str(gid), ns=anchor.ns, id=anchor.value, changes=["unlink"],
+            previous=[str(node.graph_id)] if gid != node.graph_id else [], at_ms=now)
         messages.append((contracts.PROFILE_STREAM, outbox.ordering_key(sandbox_id, anchor.ns, anchor.value),
-                         contracts.PROFILE_CHANGED, event.model_dump(mode="json")))
+                         contracts.PROFILE_CHANGED, event))
     messages.append(_deleted_event(sandbox_id, node.graph_id, ident, now))
     vanished = [node.graph_id] if eff.policy.graph == "pdg" else [node.id]
     refresh_view(conn, sandbox_id, keys, eff, now, vanished=vanished)
@@ -706,11 +706,10 @@ def delete_profile(conn: Connection, sandbox_id: str, ident: Ident, eff: Effecti
 
 
 def _deleted_event(sandbox_id: str, gid: int, ident: Ident, now: int) -> tuple[str, str, str, Any]:
-    event = contracts.ProfileChangedV1(sandboxId=sandbox_id, profileId=str(gid),
-                                       identity=contracts.Identity(namespace=ident.ns, id=ident.value),
-                                       changes=["delete"], atMs=now)
+    event = contracts.profile_changed(sandbox_id=sandbox_id, profile_id=str(gid), ns=ident.ns, id=ident.value,
+                                      changes=["delete"], at_ms=now)
     return (contracts.PROFILE_STREAM, outbox.ordering_key(sandbox_id, ident.ns, ident.value),
-            contracts.PROFILE_CHANGED, event.model_dump(mode="json"))
+            contracts.PROFILE_CHANGED, event)
 
 
 # -- rebuilding ------------------------------------------------------------------------------------
