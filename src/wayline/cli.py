@@ -155,7 +155,7 @@ def worker(role: list[str] = typer.Option(["platform", "journeys", "messaging"],
         rt.close()
 
 
-backbone_app = typer.Typer(no_args_is_help=True, help="The event backbone: lag, parked keys, replay.")
+backbone_app = typer.Typer(no_args_is_help=True, help="The event backbone: lag, parked keys, replay, retention.")
 app.add_typer(backbone_app, name="backbone")
 
 
@@ -195,6 +195,26 @@ def backbone_parked(consumer: str = typer.Option(None, help="only this consumer"
     for r in rows:
         table.add_row(r["consumer"], r["stream"], r["key"], str(r["seq"]), str(r["attempts"]), r["error"])
     console.print(table if rows else "no parked keys")
+
+
+@backbone_app.command("prune")
+def backbone_prune(hours: float = typer.Option(None, help="retention in hours (default: the setting "
+                                                           "backbone_retention_hours)")) -> None:
+    """Delete outbox messages every subscriber has applied, and fired timers, older than the retention."""
+    rt = _runtime()
+    if hours is not None:
+        if hours <= 0:
+            rt.close()
+            err.print("[red]--hours must be above 0 (the setting backbone_retention_hours=0 keeps everything)[/]")
+            raise typer.Exit(2)
+        rt.backbone.retention_ms = int(hours * 3_600_000)
+    if not rt.backbone.retention_ms:
+        rt.close()
+        console.print("retention is off (backbone_retention_hours = 0): nothing deleted")
+        return
+    out = rt.backbone.prune_all()
+    rt.close()
+    console.print(f"deleted {out['messages']} message(s) and {out['timers']} fired timer(s)")
 
 
 @backbone_app.command("replay")

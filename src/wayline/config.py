@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     gc_tuning: bool = Field(True, description="serve with gc.freeze() after start-up and fewer collections "
                             "(measured: ~25% of ingestion CPU went to the cyclic GC otherwise)")
     limits: Limits = Field(default_factory=Limits)
+    backbone_retention_hours: float = Field(24.0, description="keep applied outbox messages and fired timers this "
+                                            "long, then delete them (0: keep everything)")
     segments_daily_at: str = Field("02:00", description="UTC time of the daily batch segment evaluation "
                                    "(HH:MM; empty to turn it off)")
 

@@ -65,7 +65,8 @@ class Runtime:
         self.verifier = tenancy.KeyVerifier(self.store, self.settings.api_key_cache_seconds)
         limits = self.settings.limits
         self.ingest_limiter = RateLimiter(limits.ingest_rate_per_s, limits.ingest_burst)
-        self.backbone = Backbone(self.store, self.clock)
+        retention = self.settings.backbone_retention_hours
+        self.backbone = Backbone(self.store, self.clock, retention_ms=int(retention * 3_600_000) if retention > 0 else None)
         if "platform" in self.roles:
             from wayline.platform.governance.service import GovernanceService
             from wayline.platform.service import PlatformService, ProfileService, SegmentService

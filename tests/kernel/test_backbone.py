@@ -236,3 +236,99 @@ def test_two_workers_racing_on_a_keys_first_message_apply_it_once(store):
         th.join(timeout=30)
     assert seen(store) == [("fresh", 1, "e")]
     assert sorted(str(o) for o in outs) == sorted([str(Outcome.APPLIED), str(Outcome.DUPLICATE)])
+
+
+def _outbox_rows(store, stream="s"):
+    return store.read_sync(lambda c: c.execute(sa.select(t.outbox.c.key, t.outbox.c.seq).where(
+        t.outbox.c.stream == stream).order_by(t.outbox.c.id)).all())
+
+
+def test_retention_deletes_only_what_every_subscriber_applied_once_it_is_old_enough(store):
+    broken = {"on": True}
+
+    def fussy(conn, m):
+        if m.key == "bad" and broken["on"]:
+            raise ValueError("cannot apply")
+
+    clock = VirtualClock()
+    bb = Backbone(store, clock, retention_ms=3_600_000)
+    bb.subscribe("c", "s", record)
+    bb.subscribe("d", "s", fussy, max_attempts=2)
+
+    def add(store, key, n=1, stream="s"):  # written now, on the virtual clock
+        return store.run(lambda c: outbox.add_many(c, [(stream, key, "e", {"i": i}) for i in range(n)],
+                                                   now_ms=clock.now_ms()))
+
+    add(store, "a", 3)
+    add(store, "bad", 2)
+    add(store, "x", 1, stream="nobody-reads-this")
+    now = clock.now_ms()
+    store.run(lambda c: timers.schedule(c, stream="s", key="a", type="wake", payload={}, due_ms=now + 1000, now_ms=now))
+    bb.advance(1000)
+    assert [p["key"] for p in store.read_sync(consumers.parked_keys)] == ["bad"]  # d parked it; c applied it
+    assert bb.prune_all() == {"messages": 0, "timers": 0}  # everything is younger than the retention
+
+    clock.set(clock.now_ms() + 3_600_001)  # now everything is older than an hour
+    assert bb.prune_all() == {"messages": 4, "timers": 1}  # a1-a3 and the timer's message; its timer row
+    assert [tuple(r) for r in _outbox_rows(store)] == [("bad", 1), ("bad", 2)]  # d has not applied them
+    assert len(_outbox_rows(store, "nobody-reads-this")) == 1  # no subscriber: kept
+    assert bb.prune_all() == {"messages": 0, "timers": 0}
+
+    # Numbering goes on after a prune, and the parked key still replays from what was kept.
+    (m,) = add(store, "a", 1)
+    assert m.seq == 5
+    bb.run_until_idle()
+    assert [s for k, s, _ in seen(store) if k == "a"] == [1, 2, 3, 4, 5]
+    broken["on"] = False
+    assert bb.replay("d", "bad") == {"replayed": 2, "parked": False, "found": True}
+    clock.set(clock.now_ms() + 3_600_001)
+    bb.prune_all()
+    assert _outbox_rows(store) == []
+
+
+def test_retention_waits_for_the_relay_when_a_bus_publishes_the_outbox(store):
+    msgs = add(store, "a", 2)
+    a = Applier(Subscription("c", "s", record))
+    store.run(lambda c: a.apply_batch(c, msgs, now_ms=1))
+    late = 10**13
+    assert store.run(lambda c: outbox.prune(c, subscribers={"s": ["c"]}, before_ms=late, published=True)) == 0
+    store.run(lambda c: outbox.mark_published(c, [msgs[0].id], 2))
+    assert store.run(lambda c: outbox.prune(c, subscribers={"s": ["c"]}, before_ms=late, published=True)) == 1
+    assert [tuple(r) for r in _outbox_rows(store)] == [("a", 2)]
+    # a consumer that never saw the key keeps it, whatever the others did
+    assert store.run(lambda c: outbox.prune(c, subscribers={"s": ["c", "new"]}, before_ms=late,
+                                            published=False)) == 0
+    assert store.run(lambda c: outbox.prune(c, subscribers={"s": ["c"]}, before_ms=late, published=False)) == 1
+
+
+def test_retention_off_keeps_everything(store):
+    clock = VirtualClock()
+    bb = Backbone(store, clock, retention_ms=None)
+    bb.subscribe("c", "s", record)
+    add(store, "a", 2)
+    bb.run_until_idle()
+    clock.set(clock.now_ms() + 10 * 86_400_000)
+    assert bb.prune_all() == {"messages": 0, "timers": 0}
+    assert len(_outbox_rows(store)) == 2
+
+
+def test_the_running_backbone_prunes_on_its_own(store):
+    import asyncio
+    import time
+
+    bb = Backbone(store, retention_ms=1, prune_every_s=0.05, poll_seconds=0.02)
+    bb.subscribe("c", "s", record)
+    add(store, "a", 3)  # written at epoch 1 ms: long past the retention
+
+    async def main():
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(bb.run(stop))
+        deadline = time.monotonic() + 20
+        while _outbox_rows(store) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    assert [(k, s) for k, s, _ in seen(store)] == [("a", 1), ("a", 2), ("a", 3)]
+    assert _outbox_rows(store) == [] and bb.pruned["messages"] == 3

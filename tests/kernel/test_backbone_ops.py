@@ -57,3 +57,26 @@ def test_backbone_cli_status_and_parked(db_url, monkeypatch, runtime):
     assert r.exit_code == 1 and "no parked key" in r.output
     n = runtime.store.read_sync(lambda c: c.execute(sa.select(sa.func.count()).select_from(t.parked)).scalar())
     assert n == 1
+
+
+def test_backbone_cli_prune(db_url, monkeypatch, runtime):
+    from wayline.kernel import tables as t
+    from wayline.kernel import timers
+
+    monkeypatch.setenv("WAYLINE_DATABASE_URL", db_url)
+    old = runtime.store.run(lambda c: timers.schedule(c, stream="s", key="k", type="t", payload={}, due_ms=1,
+                                                      now_ms=1))
+    runtime.store.run(lambda c: c.execute(t.timers.update().values(fired_ms=2, lateness_ms=1)))
+    runtime.store.run(lambda c: outbox.add(c, stream="nobody-reads-this", key="k", type="t", payload={}, now_ms=1))
+    runner = CliRunner()
+    r = runner.invoke(cli, ["backbone", "prune", "--hours", "0"])
+    assert r.exit_code == 2 and "above 0" in r.output
+    r = runner.invoke(cli, ["backbone", "prune"])
+    assert r.exit_code == 0, r.output
+    assert "deleted 0 message(s) and 1 fired timer(s)" in r.output
+    left = runtime.store.read_sync(lambda c: (c.execute(sa.select(sa.func.count()).select_from(t.timers)).scalar(),
+                                              c.execute(sa.select(sa.func.count()).select_from(t.outbox)).scalar()))
+    assert left == (0, 1) and old is not None  # the unsubscribed stream keeps its message
+    monkeypatch.setenv("WAYLINE_BACKBONE_RETENTION_HOURS", "0")
+    r = runner.invoke(cli, ["backbone", "prune"])
+    assert r.exit_code == 0 and "retention is off" in r.output

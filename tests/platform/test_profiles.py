@@ -98,6 +98,7 @@ def test_bad_identities_fail_the_record_and_keep_it(client):
         person("u6", T1, {"Email": [{"id": "a" * 1025}]}),
         person("u7", T1, {}),
         person("u8", T1, ids(Email="ok@x.io"), _wayline={"tags": ["t"] * 501}),
+        person("u9", T1, ids(Email="ok2@x.io"), _wayline={"tags": [""] * 501}),  # the shortest such JSON
     ]
     out = put(client, s.crm, *bad, status=207)
     assert out["failed"] == len(bad)
@@ -105,7 +106,7 @@ def test_bad_identities_fail_the_record_and_keep_it(client):
     assert "Nope" in msgs["u1"][0]["message"] and msgs["u1"][0]["pointerToViolation"].startswith("/identityMap/Nope")
     assert "38" in msgs["u2"][0]["message"]
     assert msgs["u5"][0]["message"] and "20" in msgs["u5"][0]["message"]
-    assert msgs["u8"][0]["keyword"] == "maxItems"
+    assert msgs["u8"][0]["keyword"] == "maxItems" and msgs["u9"][0]["keyword"] == "maxItems"
     failures = client.get(f"/datasets/{s.crm}/failures").json()["items"]
     assert len(failures) == len(bad)
     # nothing of them reached the graph or the records

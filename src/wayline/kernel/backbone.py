@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter as Tally
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.engine import Connection
 
-from wayline.kernel import consumers, timers
+from wayline.kernel import consumers, outbox, timers
 from wayline.kernel import tables as t
 from wayline.kernel.clock import Clock, VirtualClock
 from wayline.kernel.consumers import Applier, Handler, ManyHandler, Subscription
@@ -41,14 +42,21 @@ LAG = Gauge("wayline_backbone_lag_messages", "messages in the log not yet read",
 OLDEST = Gauge("wayline_backbone_oldest_pending_seconds", "age of the oldest unread message", ["consumer", "stream"])
 PARKED = Gauge("wayline_backbone_parked_keys", "parked keys", ["consumer"])
 TIMERS_FIRED = Counter("wayline_timers_fired_total", "timers fired")
+PRUNED = Counter("wayline_backbone_pruned_total", "applied messages and fired timers deleted after the retention",
+                 ["kind"])
 LATENESS = Histogram("wayline_timer_lateness_seconds", "how late timers fired",
                      buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300))
 
 
 class Backbone:
     def __init__(self, store: Store, clock: Clock | None = None, *, lease_ms: int = 30_000, batch: int = 500,
-                 poll_seconds: float = 0.05, bus: NatsBus | None = None, runners: int = 1) -> None:
+                 poll_seconds: float = 0.05, bus: NatsBus | None = None, runners: int = 1,
+                 retention_ms: int | None = 24 * 3_600_000, prune_every_s: float = 60.0) -> None:
         self.store = store
+        self.retention_ms = retention_ms  # None or 0: keep every message and fired timer
+        self.prune_every_s = prune_every_s
+        self._next_prune = 0.0  # monotonic time of the next pruning round
+        self.pruned = {"messages": 0, "timers": 0}
         self.clock = clock or Clock()
         self.lease_ms = lease_ms
         self.batch = batch
@@ -139,6 +147,55 @@ class Backbone:
         self.clock.set(target)
         return total + self.run_until_idle()
 
+    # -- retention ---------------------------------------------------------------------------------
+
+    def prune(self, conn: Connection, *, limit: int = 5_000) -> dict[str, int]:
+        """Delete what has served its purpose and is older than the retention: outbox rows that every
+        subscriber of their stream has applied (and, with a bus, the relay has published), and fired
+        timers. Streams nobody here subscribes to are kept whole (see outbox.prune)."""
+        if not self.retention_ms:
+            return {"messages": 0, "timers": 0}
+        before = self.clock.now_ms() - self.retention_ms
+        subscribers: dict[str, list[str]] = {}
+        for a in self.appliers:
+            subscribers.setdefault(a.sub.stream, []).append(a.sub.consumer)
+        out = {"messages": outbox.prune(conn, subscribers=subscribers, before_ms=before,
+                                        published=self.bus is not None, limit=limit),
+               "timers": timers.prune(conn, before_ms=before, limit=limit)}
+        self.pruned["messages"] += out["messages"]
+        self.pruned["timers"] += out["timers"]
+        PRUNED.labels("messages").inc(out["messages"])
+        PRUNED.labels("timers").inc(out["timers"])
+        return out
+
+    def prune_all(self) -> dict[str, int]:
+        """Prune in units of work until nothing more goes (the CLI; tests)."""
+        total = {"messages": 0, "timers": 0}
+        while True:
+            got = self.store.run(self.prune)
+            total = {k: total[k] + got[k] for k in total}
+            if not any(got.values()):
+                return total
+
+    def _prune_due(self) -> bool:
+        """Time for a pruning round? (Every `prune_every_s`; in scale-out only the leading relay's worker.)"""
+        if not self.retention_ms:
+            return False
+        if self.bus is not None and not self.store.is_sqlite and (self.relay is None or self.relay._lock_conn is None):
+            return False
+        now = time.monotonic()
+        if now < self._next_prune:
+            return False
+        self._next_prune = now + self.prune_every_s
+        return True
+
+    async def _maybe_prune(self) -> None:
+        if self._prune_due():
+            try:
+                await self.store.write(self.prune)
+            except Exception:
+                log.warning("backbone: a pruning round failed", exc_info=True)
+
     # -- running -----------------------------------------------------------------------------------
 
     def notify(self) -> None:
@@ -154,6 +211,7 @@ class Backbone:
             return await self._run_bus(stop)
         self._wake = asyncio.Event()
         while not stop.is_set():
+            await self._maybe_prune()
             moved = await self.store.write(self._round)
             if moved:
                 continue
@@ -202,6 +260,7 @@ class Backbone:
     async def _run_timers(self, stop: asyncio.Event) -> None:
         backoff = self.poll_seconds
         while not stop.is_set():
+            await self._maybe_prune()
             try:
                 moved = await self.store.write(self._fire_due)
                 moved += await self.store.write(self._fire_claimed)

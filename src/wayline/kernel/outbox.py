@@ -190,3 +190,31 @@ def unpublished(conn: Connection, limit: int) -> list[Message]:
 def mark_published(conn: Connection, ids: list[int], now_ms: int) -> None:
     if ids:
         conn.execute(t.outbox.update().where(t.outbox.c.id.in_(ids)).values(published_ms=now_ms))
+
+
+def prune(conn: Connection, *, subscribers: dict[str, list[str]], before_ms: int, published: bool,
+          limit: int = 5_000) -> int:
+    """Delete up to `limit` outbox rows that no one needs any more; returns how many went.
+
+    A row goes when it is older than `before_ms`, every consumer in `subscribers[stream]` has applied
+    it (its inbox mark for the row's key has reached the row's sequence), and, with `published`
+    (a bus relays the outbox), the relay has published it. Streams without subscribers keep their
+    rows: something may still come to read them. A parked or lagging consumer keeps what it has not
+    applied, and gap filling only ever reads rows above a consumer's mark, so nothing deleted can be
+    asked for again. The keys' sequence counters (`stream_keys`) stay, so numbering goes on.
+    """
+    total = 0
+    for stream, names in sorted(subscribers.items()):
+        consumers = sorted(set(names))
+        if not consumers or total >= limit:
+            continue
+        applied = " AND ".join(
+            f"EXISTS (SELECT 1 FROM inbox i WHERE i.consumer = :c{n} AND i.stream = o.stream AND i.key = o.key "
+            f"AND i.applied_seq >= o.seq)" for n in range(len(consumers)))
+        sql = ("DELETE FROM outbox WHERE id IN (SELECT o.id FROM outbox o WHERE o.stream = :stream "
+               "AND o.created_ms < :before" + (" AND o.published_ms IS NOT NULL" if published else "")
+               + f" AND {applied} ORDER BY o.id LIMIT :limit)")
+        params: dict[str, Any] = {"stream": stream, "before": before_ms, "limit": limit - total}
+        params.update({f"c{n}": c for n, c in enumerate(consumers)})
+        total += conn.execute(sa.text(sql), params).rowcount or 0
+    return total

@@ -86,6 +86,8 @@ outbox = sa.Table(
     # per read after 50,000 messages on PostgreSQL, instead of 0.1 ms.)
     sa.Index("ix_outbox_unpublished", "id", sqlite_where=sa.text("published_ms IS NULL"),
              postgresql_where=sa.text("published_ms IS NULL")),
+    # Ids are never reused, even after retention deleted the newest rows: consumers follow ids.
+    sqlite_autoincrement=True,
 )
 
 # The last sequence number given to each key of each stream.
@@ -146,4 +148,7 @@ timers = sa.Table(
     # Partial, like the outbox's: only timers still to fire, so a claim never walks fired ones.
     sa.Index("ix_timers_due", "due_ms", "id", sqlite_where=sa.text("fired_ms IS NULL"),
              postgresql_where=sa.text("fired_ms IS NULL")),
+    sa.Index("ix_timers_fired", "fired_ms", sqlite_where=sa.text("fired_ms IS NOT NULL"),
+             postgresql_where=sa.text("fired_ms IS NOT NULL")),  # retention: the oldest fired first
+    sqlite_autoincrement=True,  # a pruned timer's id never names a new one
 )

@@ -97,3 +97,10 @@ def fire_many(conn: Connection, claimed: list[Timer], *, owner: str, now_ms: int
     outbox.add_many(conn, [(x.stream, x.key, FIRED, {"timerId": x.id, "dueMs": x.due_ms, "type": x.type,
                                                      "payload": x.payload}) for x in fired], now_ms=now_ms)
     return fired
+
+
+def prune(conn: Connection, *, before_ms: int, limit: int = 5_000) -> int:
+    """Delete up to `limit` timers that fired before `before_ms` (their messages are in the outbox)."""
+    inner = (sa.select(t.timers.c.id).where(t.timers.c.fired_ms.is_not(None), t.timers.c.fired_ms < before_ms)
+             .order_by(t.timers.c.fired_ms).limit(limit))
+    return conn.execute(t.timers.delete().where(t.timers.c.id.in_(inner.scalar_subquery()))).rowcount or 0

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -87,7 +88,8 @@ def precheck(conn: Connection, items: Sequence[Prepared], limits: Limits) -> Non
             violations = [{"pointerToViolation": "/identityMap", "schemaLocation": "#", "keyword": "identity",
                            "message": "a record of a profile-enabled dataset needs at least one identity "
                                       "(an identityMap entry or an identity field)"}]
-        if not p.time_series:
+        # An array of n items is at least 2n + 1 bytes of JSON: a shorter record has none too long.
+        if not p.time_series and (p.blob is None or len(p.blob) > 2 * limits.max_array_items):
             violations += merging.array_violations(p.entity, limits.max_array_items)
         if violations:
             p.ok = False
@@ -370,16 +372,20 @@ def refresh_view(conn: Connection, sandbox_id: str, keys: dict[int, list[int]], 
 def fragments_of(conn: Connection, identity_ids: Sequence[int]) -> dict[int, list[merging.Fragment]]:
     """Fragments by identity id (each fragment belongs to its primary identity)."""
     out: dict[int, list[merging.Fragment]] = {}
-    c = t.profile_fragments.c
     for part in _chunks(list(dict.fromkeys(identity_ids))):
-        rows = conn.execute(sa.select(c.dataset_id, c.identity_id, c.body, c.updated_ms, c.leaf_ms, c.record_id,
-                                      t.identities.c.ns, t.identities.c.value)
-                            .join(t.identities, t.identities.c.id == c.identity_id)
-                            .where(c.identity_id.in_(part))).all()
-        for r in rows:
-            out.setdefault(r.identity_id, []).append(merging.Fragment(
-                r.dataset_id, r.ns, r.value, r.body, r.updated_ms, r.record_id, r.leaf_ms or None))
+        rows = conn.exec_driver_sql(_in_sql(
+            conn, "SELECT f.dataset_id, f.identity_id, f.body, f.updated_ms, f.leaf_ms, f.record_id, i.ns, i.value "
+                  "FROM profile_fragments f JOIN identities i ON i.id = f.identity_id WHERE f.identity_id IN ({})",
+            len(part)), tuple(part)).all()
+        for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id, ns, value in rows:
+            out.setdefault(identity_id, []).append(merging.Fragment(
+                dataset_id, ns, value, _loads(body), updated_ms, record_id, _loads(leaf_ms) or None))
     return out
+
+
+def _loads(v: Any) -> Any:
+    """A JSON column read with raw SQL: text on SQLite, already decoded by the driver on PostgreSQL."""
+    return orjson.loads(v) if isinstance(v, (str, bytes)) else v
 
 
 def event_counts(conn: Connection, identity_ids: Sequence[int]) -> dict[int, int]:
@@ -451,10 +457,15 @@ def _in_sql(conn: Connection, template: str, n: int) -> str:
     return sql
 
 
+_GRAPH_COLUMNS = {"identities": "id, ns, value, graph_id, first_seen_ms, last_seen_ms, event_count",
+                  "identity_links": "a_id, b_id, graph_id, first_seen_ms, last_seen_ms"}
+
+
 def _rows_by_graph(conn: Connection, table: sa.Table, gids: Iterable[int]) -> list[Any]:
     out: list[Any] = []
+    template = f"SELECT {_GRAPH_COLUMNS[table.name]} FROM {table.name} WHERE graph_id IN ({{}})"
     for part in _chunks(sorted(gids)):
-        out += conn.execute(sa.select(table).where(table.c.graph_id.in_(part))).all()
+        out += conn.exec_driver_sql(_in_sql(conn, template, len(part)), tuple(part)).all()
     return out
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-05 01:17:08.558773
+Create Date: 2026-12-05 01:42:21.141427
 """
 from alembic import op
 import sqlalchemy as sa
@@ -259,7 +259,8 @@ def upgrade() -> None:
     sa.Column('created_ms', sa.BigInteger(), nullable=False),
     sa.Column('published_ms', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
-    sa.UniqueConstraint('stream', 'key', 'seq', name=op.f('uq_outbox_stream_key_seq'))
+    sa.UniqueConstraint('stream', 'key', 'seq', name=op.f('uq_outbox_stream_key_seq')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_stream_id', ['stream', 'id'], unique=False)
@@ -411,10 +412,12 @@ def upgrade() -> None:
     sa.Column('fired_ms', sa.BigInteger(), nullable=True),
     sa.Column('lateness_ms', sa.BigInteger(), nullable=True),
     sa.Column('created_ms', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_timers'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_timers')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('timers', schema=None) as batch_op:
         batch_op.create_index('ix_timers_due', ['due_ms', 'id'], unique=False, sqlite_where=sa.text('fired_ms IS NULL'), postgresql_where=sa.text('fired_ms IS NULL'))
+        batch_op.create_index('ix_timers_fired', ['fired_ms'], unique=False, sqlite_where=sa.text('fired_ms IS NOT NULL'), postgresql_where=sa.text('fired_ms IS NOT NULL'))
 
     op.create_table('sandboxes',
     sa.Column('id', sa.String(length=64), nullable=False),
@@ -446,6 +449,7 @@ def downgrade() -> None:
     op.drop_table('api_keys')
     op.drop_table('sandboxes')
     with op.batch_alter_table('timers', schema=None) as batch_op:
+        batch_op.drop_index('ix_timers_fired', sqlite_where=sa.text('fired_ms IS NOT NULL'), postgresql_where=sa.text('fired_ms IS NOT NULL'))
         batch_op.drop_index('ix_timers_due', sqlite_where=sa.text('fired_ms IS NULL'), postgresql_where=sa.text('fired_ms IS NULL'))
 
     op.drop_table('timers')
