@@ -341,8 +341,9 @@ _INSERT_SQL: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], int], str] =
 
 
 def insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
-                  conflict: Sequence[str]) -> list[tuple[Any, ...]]:
-    """INSERT … ON CONFLICT DO NOTHING on both databases; returns the conflict keys of the new rows.
+                  conflict: Sequence[str], *, returning: bool = True) -> list[tuple[Any, ...]]:
+    """INSERT … ON CONFLICT DO NOTHING on both databases; returns the conflict keys of the new rows
+    (with `returning=False`, nothing: the caller does not need to know, and fetching costs).
 
     This is the ingestion hot path, so it skips SQLAlchemy's statement machinery (building and
     executing a Core statement cost ~150 µs a call here, more than the insert): one multi-row
@@ -359,13 +360,14 @@ def insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, An
     chunk = max(1, min(500, 30_000 // len(cols)))
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
-        key = (dialect, table.name, cols, tuple(conflict), len(part))
+        key = (dialect, table.name, cols, tuple(conflict), len(part), returning)
         sql = _INSERT_SQL.get(key)
         if sql is None:
             one = "(" + ", ".join(mark + ("::jsonb" if dialect == "postgresql" and c in json_cols else "")
                                   for c in cols) + ")"
             sql = (f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES {', '.join([one] * len(part))} "
-                   f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(conflict)}")
+                   f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+                   + (f" RETURNING {', '.join(conflict)}" if returning else ""))
             _INSERT_SQL[key] = sql
         params: list[Any] = []
         for r in part:
@@ -374,7 +376,9 @@ def insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, An
                 if c in json_cols and v is not None and not isinstance(v, RawJSON):
                     v = _dumps(v)
                 params.append(v)
-        out += [tuple(x) for x in conn.exec_driver_sql(sql, tuple(params)).all()]
+        cur = conn.exec_driver_sql(sql, tuple(params))
+        if returning:
+            out += [tuple(x) for x in cur.all()]
     return out
 
 

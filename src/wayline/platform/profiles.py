@@ -98,6 +98,9 @@ def precheck(conn: Connection, items: Sequence[Prepared], limits: Limits) -> Non
             p.identities = found
 
 
+_NOT_A_FIELD = frozenset({"_id"})
+
+
 @dataclass
 class _Touch:
     """What happened to one profile in this unit of work."""
@@ -119,23 +122,24 @@ class _Graphs:
         self.loaded: dict[Ident, tuple[int, int, int, int]] = {}  # Ident -> (graph_id, first, last, events)
         self._keep: list[graph.Graph] = []  # graphs stay alive, so id(Graph) keys are never reused
         rows = _identity_rows(conn, sandbox_id, idents)
-        gids = {r.graph_id for r in rows}
+        gids = {r[3] for r in rows}  # graph_id
         members = _rows_by_graph(conn, t.identities, gids) if gids else []
         links = _rows_by_graph(conn, t.identity_links, gids) if gids else []
         by_id: dict[int, Ident] = {}
-        graphs: dict[int, graph.Graph] = {}
-        for r in members:
-            i = Ident(r.ns, r.value)
-            by_id[r.id] = i
-            self.node[i] = [r.id, r.graph_id, r.first_seen_ms, r.last_seen_ms, r.event_count]
-            self.loaded[i] = (r.graph_id, r.first_seen_ms, r.last_seen_ms, r.event_count)
-            graphs.setdefault(r.graph_id, graph.Graph({}, {})).members[i] = graph.Member(r.first_seen_ms,
-                                                                                         r.last_seen_ms)
+        graphs: dict[int, graph.Graph] = {gid: graph.Graph({}, {}) for gid in gids}
+        node, loaded, member = self.node, self.loaded, graph.Member
+        for iid, ns, value, gid, first, last, events in members:  # (row unpacking: the hot loop)
+            i = Ident(ns, value)
+            by_id[iid] = i
+            node[i] = [iid, gid, first, last, events]
+            loaded[i] = (gid, first, last, events)
+            graphs[gid].members[i] = member(first, last)
         self.links0: dict[tuple[int, int], tuple[int, int, int]] = {}
-        for r in links:
-            a, b = by_id[r.a_id], by_id[r.b_id]
-            graphs[r.graph_id].links[(a, b) if a < b else (b, a)] = graph.Link(r.first_seen_ms, r.last_seen_ms)
-            self.links0[(r.a_id, r.b_id)] = (r.graph_id, r.first_seen_ms, r.last_seen_ms)
+        link = graph.Link
+        for a_id, b_id, gid, first, last in links:
+            a, b = by_id[a_id], by_id[b_id]
+            graphs[gid].links[(a, b) if a < b else (b, a)] = link(first, last)
+            self.links0[(a_id, b_id)] = (gid, first, last)
         self.of: dict[Ident, graph.Graph] = {}
         self.old_gid: dict[int, int] = {}  # id(Graph) -> graph id it was loaded with
         for gid, g in graphs.items():
@@ -227,7 +231,7 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
         touch.ident = ids[0]
         touch.changes.add("event" if p.time_series else "fragment")
         touch.dataset_id, touch.record_id = p.dataset.id, p.record_id
-        touch.fields |= {k for k in p.entity if k != "_id"}
+        touch.fields.update(p.entity)  # (its "_id" is dropped when the event is built)
         primaries.append(ids[0])
     # 2. ids: new identities get max + 1 (safe under the lock); a graph's id is its smallest member id
     new = [i for i in gs.of if i not in gs.node]
@@ -253,7 +257,7 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
             elif gs.loaded[i] != (gid, m.first_seen_ms, m.last_seen_ms, node[4]):
                 updates.append((gid, m.first_seen_ms, m.last_seen_ms, node[4], node[0]))
     if inserts:
-        insert_ignore(conn, t.identities, inserts, ["id"])
+        insert_ignore(conn, t.identities, inserts, ["id"], returning=False)
     if updates:
         conn.exec_driver_sql(_sql(conn, "UPDATE identities SET graph_id = ?, first_seen_ms = ?, last_seen_ms = ?, "
                                         "event_count = ? WHERE id = ?"), updates)
@@ -269,7 +273,7 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
     link_new = [{"a_id": a, "b_id": b, "graph_id": v[0], "first_seen_ms": v[1], "last_seen_ms": v[2]}
                 for (a, b), v in link_now.items() if (a, b) not in gs.links0]
     if link_new:
-        insert_ignore(conn, t.identity_links, link_new, ["a_id", "b_id"])
+        insert_ignore(conn, t.identity_links, link_new, ["a_id", "b_id"], returning=False)
     link_upd = [(v[0], v[1], v[2], a, b) for (a, b), v in link_now.items()
                 if (a, b) in gs.links0 and gs.links0[(a, b)] != v]
     if link_upd:
@@ -298,7 +302,7 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
     insert_ignore(conn, t.profile_records, [
         {"identity_id": gs.node[prim][0], "is_event": p.time_series, "ts_ms": p.ts_ms if p.ts_ms is not None else now,
          "dataset_id": p.dataset.id, "record_id": p.record_id} for p, prim in zip(items, primaries)],
-        ["identity_id", "is_event", "ts_ms", "dataset_id", "record_id"])
+        ["identity_id", "is_event", "ts_ms", "dataset_id", "record_id"], returning=False)
     # 5. graph events
     if gs.events:
         conn.execute(t.graph_events.insert(), [
@@ -324,7 +328,7 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
         gid = gid_of[id(g)]
         event = contracts.profile_changed(
             sandbox_id=sandbox_id, profile_id=str(gid), ns=tch.ident.ns, id=tch.ident.value, changes=sorted(tch.changes),
-            dataset_id=tch.dataset_id, record_id=tch.record_id, fields=sorted(tch.fields),
+            dataset_id=tch.dataset_id, record_id=tch.record_id, fields=sorted(tch.fields - _NOT_A_FIELD),
             previous=sorted(str(x) for x in tch.previous if x != gid), at_ms=now)
         messages.append((contracts.PROFILE_STREAM, outbox.ordering_key(sandbox_id, tch.ident.ns, tch.ident.value),
                          contracts.PROFILE_CHANGED, event))
