@@ -14,8 +14,7 @@ relay in another process relays at once instead of at its next poll.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -29,8 +28,7 @@ CHANNEL = "wayline_outbox"  # PostgreSQL NOTIFY channel: outbox rows were commit
 _PG_LOCK_AND_NOTIFY = sa.text(f"SELECT pg_advisory_xact_lock(:k), pg_notify('{CHANNEL}', '')")
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):  # a tuple: made for every message written and read, cheaper than a dataclass
     id: int
     stream: str
     key: str
