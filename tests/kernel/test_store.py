@@ -88,3 +88,26 @@ def test_coalescer_merges_concurrent_calls_and_isolates_a_failing_one(store):
     assert results[0] == ["ok:a", "ok:b"] and results[1] == ["ok:c"] and isinstance(results[2], ValueError)
     assert calls[0] == ["a", "b", "c", "bad1"]  # tried together first, then one by one
     assert _ids(store) == {"a", "b", "c"}
+
+
+def test_sqlite_wal_is_checkpointed_in_the_background_not_by_the_writer(store):
+    if not store.is_sqlite:
+        pytest.skip("the WAL and its checkpoints are SQLite's")
+    import time
+
+    from wayline.kernel.store import WAL_AUTOCHECKPOINT_PAGES
+
+    async def writes():
+        for i in range(20):
+            await store.write(_add, f"org-{i}")
+
+    asyncio.run(writes())
+    deadline = time.monotonic() + 10
+    while store.checkpoints == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.checkpoints >= 1  # the checkpointer thread copied the WAL into the database
+    assert store.read_sync(lambda c: c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()) == \
+        WAL_AUTOCHECKPOINT_PAGES  # the writer only checkpoints past this ceiling
+    assert len(_ids(store) & {f"org-{i}" for i in range(20)}) == 20
+    store.close()
+    assert store._checkpointer is None  # stopped with the store

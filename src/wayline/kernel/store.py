@@ -9,7 +9,9 @@ thread pool. No transaction is ever held across an await.
 
 from __future__ import annotations
 
+
 import asyncio
+import logging
 import queue
 import threading
 import time
@@ -22,6 +24,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger("wayline.store")
 
 T = TypeVar("T")
 
@@ -56,6 +60,16 @@ def normalise_url(url: str) -> str:
     return url
 
 
+CHECKPOINT_EVERY_S = 0.25
+WAL_AUTOCHECKPOINT_PAGES = 50_000  # ~200 MB of WAL before a commit checkpoints itself (SQLite's default: 1,000)
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL; None for an in-memory database."""
+    db = sa.engine.make_url(url).database
+    return None if not db or db == ":memory:" or db.startswith("file::memory:") else db
+
+
 def make_engine(url: str, *, synchronous: str = "NORMAL", pool_size: int = 8) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
@@ -78,6 +92,7 @@ def make_engine(url: str, *, synchronous: str = "NORMAL", pool_size: int = 8) ->
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA cache_size=-65536")
+            cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")  # see Store._checkpoint_loop
             cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
             from wayline.kernel.expr.sql import install_sqlite_functions
@@ -136,6 +151,9 @@ class Store:
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="wl-read")
         self._lock = threading.Lock()
         self.group_sizes: list[int] = []  # observed group sizes, for metrics and benchmarks
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
+        self.checkpoints = 0  # background WAL checkpoints that copied something
 
     @property
     def is_sqlite(self) -> bool:
@@ -186,6 +204,10 @@ class Store:
         if len(self._threads) == self._writers:
             return
         with self._lock:
+            if self.is_sqlite and self._checkpointer is None and _sqlite_file(self.url) is not None:
+                self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="wl-checkpoint",
+                                                      daemon=True)
+                self._checkpointer.start()
             while len(self._threads) < self._writers:
                 t = threading.Thread(target=self._writer_loop, name=f"wl-write-{len(self._threads)}",
                                      daemon=True)
@@ -275,7 +297,40 @@ class Store:
             except RuntimeError:  # loop closed: nobody is waiting any more
                 pass
 
+    def _checkpoint_loop(self) -> None:
+        """SQLite: copy the WAL into the database on a thread of its own, so the writer need not.
+
+        A commit that finds the WAL longer than `wal_autocheckpoint` pages checkpoints on the writer
+        thread, in the middle of ingestion (with random-key indexes, a unit of 1,000 profile records
+        dirties thousands of pages: measured 13 % of the build at 200,000 profiles). Here a PASSIVE
+        checkpoint runs every CHECKPOINT_EVERY_S on its own connection; sqlite3 releases the GIL
+        while it copies, so it uses the second core, and it never blocks the writer or readers. The
+        writer keeps a far higher autocheckpoint as a ceiling in case this thread falls behind."""
+        import sqlite3
+
+        path = _sqlite_file(self.url)
+        try:
+            conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error:
+            log.warning("no background checkpoints: cannot open %s", path, exc_info=True)
+            return
+        try:
+            while not self._stop_checkpoints.wait(CHECKPOINT_EVERY_S):
+                try:
+                    busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:
+                    log.debug("background checkpoint failed", exc_info=True)
+                    continue
+                if done > 0:
+                    self.checkpoints += 1
+        finally:
+            conn.close()
+
     def close(self) -> None:
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=30)
+            self._checkpointer = None
         for _ in self._threads:
             self._queue.put(None)
         for t in self._threads:
