@@ -96,6 +96,7 @@ stream_keys = sa.Table(
     sa.Column("stream", sa.String(64), primary_key=True),
     sa.Column("key", sa.String(600), primary_key=True),
     sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,  # one B-tree (the key), not a rowid table plus an index: half the writes
 )
 
 # Inbox: per consumer and key, the last sequence applied. Applying a message and moving this mark
@@ -107,6 +108,7 @@ inbox = sa.Table(
     sa.Column("key", sa.String(600), primary_key=True),
     sa.Column("applied_seq", sa.BigInteger, nullable=False),
     sa.Column("updated_ms", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,  # one B-tree for the key and the row
 )
 
 # How far each consumer has read a stream's log (embedded mode reads the outbox directly).

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-05 01:42:21.141427
+Create Date: 2026-12-05 02:20:24.595700
 """
 from alembic import op
 import sqlalchemy as sa
@@ -193,7 +193,8 @@ def upgrade() -> None:
     sa.Column('graph_id', sa.BigInteger(), nullable=False),
     sa.Column('first_seen_ms', sa.BigInteger(), nullable=False),
     sa.Column('last_seen_ms', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('a_id', 'b_id', name=op.f('pk_identity_links'))
+    sa.PrimaryKeyConstraint('a_id', 'b_id', name=op.f('pk_identity_links')),
+    sqlite_with_rowid=False
     )
     with op.batch_alter_table('identity_links', schema=None) as batch_op:
         batch_op.create_index('ix_identity_links_graph', ['graph_id'], unique=False)
@@ -214,7 +215,8 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=600), nullable=False),
     sa.Column('applied_seq', sa.BigInteger(), nullable=False),
     sa.Column('updated_ms', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('consumer', 'stream', 'key', name=op.f('pk_inbox'))
+    sa.PrimaryKeyConstraint('consumer', 'stream', 'key', name=op.f('pk_inbox')),
+    sqlite_with_rowid=False
     )
     op.create_table('inlets',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -296,7 +298,8 @@ def upgrade() -> None:
     sa.Column('ts_ms', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('dataset_id', sa.String(length=40), nullable=False),
     sa.Column('record_id', sa.String(length=500), nullable=False),
-    sa.PrimaryKeyConstraint('identity_id', 'is_event', 'ts_ms', 'dataset_id', 'record_id', name=op.f('pk_profile_records'))
+    sa.PrimaryKeyConstraint('identity_id', 'is_event', 'ts_ms', 'dataset_id', 'record_id', name=op.f('pk_profile_records')),
+    sqlite_with_rowid=False
     )
     op.create_table('profile_view',
     sa.Column('sandbox_id', sa.String(length=64), nullable=False),
@@ -398,7 +401,8 @@ def upgrade() -> None:
     sa.Column('stream', sa.String(length=64), nullable=False),
     sa.Column('key', sa.String(length=600), nullable=False),
     sa.Column('last_seq', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('stream', 'key', name=op.f('pk_stream_keys'))
+    sa.PrimaryKeyConstraint('stream', 'key', name=op.f('pk_stream_keys')),
+    sqlite_with_rowid=False
     )
     op.create_table('timers',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
