@@ -40,3 +40,11 @@ class VirtualClock(Clock):
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(0)
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds` of wall time, or less if `stop` is set meanwhile (the background loops' sleep)."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass

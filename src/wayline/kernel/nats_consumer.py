@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection
 
 from wayline.kernel import tables as t
 from wayline.kernel.bus import NatsBus, attempt_of, decode
-from wayline.kernel.clock import Clock
+from wayline.kernel.clock import Clock, pause
 from wayline.kernel.consumers import Applier, Outcome
 from wayline.kernel.outbox import Message
 from wayline.kernel.store import Store, insert_ignore
@@ -318,14 +318,14 @@ class NatsConsumer:
                         return  # the bus was closed under us: we are shutting down
                     self.bus.forget()  # the server may have lost the consumer: ensure it again
                     await self.close()
-                    await _sleep(stop, backoff)
+                    await pause(stop, backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
                 backoff = 0.1
                 if inflight is not None:
                     ok, inflight = await inflight, None
                     if not ok:
-                        await _sleep(stop, min(self.error_delay_s, 1.0))  # the database is failing
+                        await pause(stop, min(self.error_delay_s, 1.0))  # the database is failing
                 if msgs:
                     inflight = asyncio.ensure_future(self._process(msgs))
         finally:
@@ -335,10 +335,3 @@ class NatsConsumer:
                 except Exception:
                     log.debug("the last batch failed", exc_info=True)
             await self.close()
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from wayline.kernel import outbox
 from wayline.kernel.bus import Bus
-from wayline.kernel.clock import Clock
+from wayline.kernel.clock import Clock, pause
 from wayline.kernel.store import Store
 
 log = logging.getLogger("wayline.relay")
@@ -160,7 +160,7 @@ class Relay:
                 log.warning("relay: not listening for outbox notifications", exc_info=True)
             finally:
                 self.listening = False
-            await _sleep(stop, backoff)
+            await pause(stop, backoff)
             backoff = min(backoff * 2, 2.0)
 
     # -- running -----------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ class Relay:
         try:
             while not stop.is_set():
                 if not await self._lead():
-                    await _sleep(stop, self.leader_check_s)  # notifications are the leader's business
+                    await pause(stop, self.leader_check_s)  # notifications are the leader's business
                     continue
                 try:
                     n = await self.relay_once()
@@ -206,11 +206,3 @@ class Relay:
                 await asyncio.gather(listener, return_exceptions=True)
             if self._lock_conn is not None:
                 await asyncio.to_thread(self._release_sync)
-
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass

@@ -9,7 +9,6 @@ thread pool. No transaction is ever held across an await.
 
 from __future__ import annotations
 
-
 import asyncio
 import logging
 import queue
@@ -317,7 +316,7 @@ class Store:
         try:
             while not self._stop_checkpoints.wait(CHECKPOINT_EVERY_S):
                 try:
-                    busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    _busy, _frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error:
                     log.debug("background checkpoint failed", exc_info=True)
                     continue
