@@ -11,9 +11,10 @@ session advisory lock held on a connection of its own, so rows are not published
 The lock goes with the connection: a crashed leader's successor takes over within `leader_check_s`.
 Leadership is an economy, not a guarantee: two relays at once only cause duplicates JetStream drops.
 
-On PostgreSQL the leader also LISTENs on the outbox's NOTIFY channel: every transaction that writes
-the outbox notifies at commit, so rows written by any process are relayed at once. Polling stays as the
-safety net (every `poll_seconds` while not listening, every `listening_poll_s` while listening).
+On PostgreSQL each relay also LISTENs on the outbox's NOTIFY channel (one connection each; a relay
+that does not lead ignores what it hears): every transaction that writes the outbox notifies at
+commit, so rows written by any process are relayed at once. Polling stays as the safety net (every
+`poll_seconds` while not listening, every `listening_poll_s` while listening).
 """
 
 from __future__ import annotations
