@@ -332,3 +332,26 @@ def test_the_running_backbone_prunes_on_its_own(store):
     asyncio.run(main())
     assert [(k, s) for k, s, _ in seen(store)] == [("a", 1), ("a", 2), ("a", 3)]
     assert _outbox_rows(store) == [] and bb.pruned["messages"] == 3
+
+
+def test_retention_keeps_what_a_subscriber_of_another_process_has_not_applied(store):
+    from wayline.kernel.backbone import SUBSCRIBER_TTL_MS
+
+    clock = VirtualClock()
+    here = Backbone(store, clock, retention_ms=3_600_000)  # e.g. the platform's process
+    here.subscribe("c", "s", record)
+    there = Backbone(store, clock, retention_ms=3_600_000)  # e.g. a worker with another product's consumer
+    there.subscribe("d", "s", lambda conn, m: None)
+    store.run(there.register)
+    store.run(lambda c: outbox.add_many(c, [("s", "a", "e", {}), ("s", "a", "e", {})], now_ms=clock.now_ms()))
+    here.run_until_idle()
+    clock.set(clock.now_ms() + 3_600_001)
+    assert here.prune_all() == {"messages": 0, "timers": 0}  # "d" runs elsewhere and has not applied them
+    there.run_until_idle()
+    assert here.prune_all() == {"messages": 2, "timers": 0}
+
+    # A subscription not seen for a week is retired: it no longer holds messages back.
+    store.run(lambda c: outbox.add_many(c, [("s", "b", "e", {})], now_ms=clock.now_ms()))
+    here.run_until_idle()
+    clock.set(clock.now_ms() + SUBSCRIBER_TTL_MS + 1)
+    assert here.prune_all() == {"messages": 1, "timers": 0}

@@ -27,7 +27,7 @@ from wayline.kernel import consumers, outbox, timers
 from wayline.kernel import tables as t
 from wayline.kernel.clock import Clock, VirtualClock
 from wayline.kernel.consumers import Applier, Handler, ManyHandler, Subscription
-from wayline.kernel.store import Store
+from wayline.kernel.store import Store, upsert_many
 
 if TYPE_CHECKING:
     from wayline.kernel.bus import NatsBus
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from wayline.kernel.relay import Relay
 
 log = logging.getLogger("wayline.backbone")
+
+SUBSCRIBER_TTL_MS = 7 * 86_400_000  # a registered subscription not seen for a week counts as retired
 
 APPLIED = Counter("wayline_backbone_applied_total", "messages applied", ["consumer", "stream"])
 REDELIVERED = Counter("wayline_backbone_redeliveries_total", "redelivered messages skipped", ["consumer", "stream"])
@@ -149,16 +151,36 @@ class Backbone:
 
     # -- retention ---------------------------------------------------------------------------------
 
+    def register(self, conn: Connection) -> None:
+        """Record this backbone's subscriptions as seen now (`subscriptions`), so that a backbone in
+        another process, with other subscriptions, prunes nothing these have not applied."""
+        now = self.clock.now_ms()
+        rows = sorted({(a.sub.consumer, a.sub.stream) for a in self.appliers})
+        if rows:
+            upsert_many(conn, t.subscriptions, [{"consumer": c, "stream": s, "seen_ms": now} for c, s in rows],
+                        ["consumer", "stream"], ["seen_ms"])
+
+    def subscribers(self, conn: Connection) -> dict[str, list[str]]:
+        """Every stream's consumers: this backbone's, and those any backbone registered within
+        SUBSCRIBER_TTL_MS (a subscription not seen for that long counts as retired)."""
+        out: dict[str, set[str]] = {}
+        for a in self.appliers:
+            out.setdefault(a.sub.stream, set()).add(a.sub.consumer)
+        since = self.clock.now_ms() - SUBSCRIBER_TTL_MS
+        for c, s in conn.execute(sa.select(t.subscriptions.c.consumer, t.subscriptions.c.stream)
+                                 .where(t.subscriptions.c.seen_ms >= since)).all():
+            out.setdefault(s, set()).add(c)
+        return {s: sorted(cs) for s, cs in out.items()}
+
     def prune(self, conn: Connection, *, limit: int = 5_000) -> dict[str, int]:
         """Delete what has served its purpose and is older than the retention: outbox rows that every
         subscriber of their stream has applied (and, with a bus, the relay has published), and fired
-        timers. Streams nobody here subscribes to are kept whole (see outbox.prune)."""
+        timers. Streams no one subscribes to are kept whole (see outbox.prune)."""
         if not self.retention_ms:
             return {"messages": 0, "timers": 0}
+        self.register(conn)
         before = self.clock.now_ms() - self.retention_ms
-        subscribers: dict[str, list[str]] = {}
-        for a in self.appliers:
-            subscribers.setdefault(a.sub.stream, []).append(a.sub.consumer)
+        subscribers = self.subscribers(conn)
         out = {"messages": outbox.prune(conn, subscribers=subscribers, before_ms=before,
                                         published=self.bus is not None, limit=limit),
                "timers": timers.prune(conn, before_ms=before, limit=limit)}
@@ -177,24 +199,28 @@ class Backbone:
             if not any(got.values()):
                 return total
 
-    def _prune_due(self) -> bool:
-        """Time for a pruning round? (Every `prune_every_s`; in scale-out only the leading relay's worker.)"""
-        if not self.retention_ms:
-            return False
-        if self.bus is not None and not self.store.is_sqlite and (self.relay is None or self.relay._lock_conn is None):
-            return False
+    def _maintenance_due(self) -> bool:
         now = time.monotonic()
         if now < self._next_prune:
             return False
         self._next_prune = now + self.prune_every_s
         return True
 
+    def _maintain(self, conn: Connection) -> dict[str, int]:
+        """Every `prune_every_s`: register the subscriptions (every process), then prune (with a
+        retention set; in scale-out only the worker whose relay leads)."""
+        leading = self.bus is None or self.store.is_sqlite or (self.relay is not None and self.relay._lock_conn is not None)
+        if self.retention_ms and leading:
+            return self.prune(conn)
+        self.register(conn)
+        return {"messages": 0, "timers": 0}
+
     async def _maybe_prune(self) -> None:
-        if self._prune_due():
+        if self._maintenance_due():
             try:
-                await self.store.write(self.prune)
+                await self.store.write(self._maintain)
             except Exception:
-                log.warning("backbone: a pruning round failed", exc_info=True)
+                log.warning("backbone: a maintenance round (registration, pruning) failed", exc_info=True)
 
     # -- running -----------------------------------------------------------------------------------
 

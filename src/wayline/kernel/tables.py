@@ -120,6 +120,16 @@ consumer_offsets = sa.Table(
     sa.Column("updated_ms", sa.BigInteger, nullable=False),
 )
 
+# Which consumers read which streams, as every running backbone last said (retention keeps what any
+# of them has not applied, whichever process it runs in).
+subscriptions = sa.Table(
+    "subscriptions", metadata,
+    sa.Column("consumer", sa.String(100), primary_key=True),
+    sa.Column("stream", sa.String(64), primary_key=True),
+    sa.Column("seen_ms", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # A key whose next message kept failing: held here, visible and replayable; other keys go on.
 parked = sa.Table(
     "parked_keys", metadata,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-05 02:20:24.595700
+Create Date: 2026-12-05 02:50:46.890157
 """
 from alembic import op
 import sqlalchemy as sa
@@ -404,6 +404,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('stream', 'key', name=op.f('pk_stream_keys')),
     sqlite_with_rowid=False
     )
+    op.create_table('subscriptions',
+    sa.Column('consumer', sa.String(length=100), nullable=False),
+    sa.Column('stream', sa.String(length=64), nullable=False),
+    sa.Column('seen_ms', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('consumer', 'stream', name=op.f('pk_subscriptions')),
+    sqlite_with_rowid=False
+    )
     op.create_table('timers',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('stream', sa.String(length=64), nullable=False),
@@ -457,6 +464,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_timers_due', sqlite_where=sa.text('fired_ms IS NULL'), postgresql_where=sa.text('fired_ms IS NULL'))
 
     op.drop_table('timers')
+    op.drop_table('subscriptions')
     op.drop_table('stream_keys')
     with op.batch_alter_table('segment_members', schema=None) as batch_op:
         batch_op.drop_index('ix_segment_members_profile')
