@@ -10,9 +10,11 @@ size. Everything runs in this process, on the product's own code paths:
             CRMID namespace, a loyalty field group, a profile schema (union), two profile-enabled
             datasets (`crm`, `loyalty`) and a default merge policy stitching on the identity graph
             (pdg, timestampOrdered);
-  build     units of about `--chunk` records: `PlatformService.prepare_records(dataset, records)` on
-            the event loop, then `Store.write(ingestion.store_prepared(...))` on the store's writer
-            (precheck + records + `profiles.apply`: stitching, fragments, view, outbox), one unit
+  build     units of about `--chunk` records, generated in a child process (this script with
+            `--feed`) and received as one JSON document per unit, as a client would send them (so
+            that making test data does not compete with ingestion for this interpreter's lock):
+            `orjson.loads`, then `PlatformService.prepare_records(dataset, records)` on the event
+            loop, then `Store.write(ingestion.store_prepared(...))` on the store's writer (precheck + records + `profiles.apply`: stitching, fragments, view, outbox), one unit
             at a time (`--inflight 2` queues two, so preparing overlaps storing and the writer
             commits both as one group, as it does for the API; measured slower, see bench/README.md);
   lookups   `ProfileService.profile(...)` awaited one at a time on the event loop, for a random
@@ -251,6 +253,65 @@ def unit_records(gen: Generator, k: int, w: int, n: int) -> list[tuple[str, list
             ("loyalty", [gen.loyalty_a(i) for i in window(k - 2)])]
 
 
+class Feed:
+    """Units of records generated in a child process (this script with `--feed`), arriving here as
+    JSON, one document per unit, as a client would send them: the main process only parses and
+    prepares them, as the API does, and generating test data does not compete with ingestion for
+    this process's interpreter lock. A reader thread keeps a few units ahead."""
+
+    def __init__(self, profiles: int, chunk: int, seed: int, ahead: int = 4) -> None:
+        import queue
+        import subprocess
+        import threading
+
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--feed", "--profiles", str(profiles),
+             "--chunk", str(chunk), "--seed", str(seed)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.units: queue.Queue[bytes | None] = queue.Queue(maxsize=ahead)
+        self.reader = threading.Thread(target=self._read, name="bench-feed", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        out = self.proc.stdout
+        assert out is not None
+        try:
+            while (head := out.read(4)) and len(head) == 4:
+                self.units.put(out.read(int.from_bytes(head, "little")))
+        finally:
+            self.units.put(None)
+
+    def next(self) -> bytes:
+        unit = self.units.get()
+        if unit is None:
+            raise RuntimeError(f"the record generator stopped early (exit code {self.proc.wait()})")
+        return unit
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def feed_main(profiles: int, chunk: int, seed: int) -> int:
+    """The child of `Feed`: every unit's records as one JSON document, length-prefixed, on stdout."""
+    import orjson
+
+    gen = Generator(seed)
+    w, n_units = units(profiles, chunk)
+    out = sys.stdout.buffer
+    try:
+        for k in range(n_units):
+            doc = orjson.dumps(unit_records(gen, k, w, profiles))
+            out.write(len(doc).to_bytes(4, "little"))
+            out.write(doc)
+        out.flush()
+    except BrokenPipeError:  # the benchmark stopped reading: it is done or failed
+        pass
+    return 0
+
+
 # ================================================================================================
 # Setup through the API
 # ================================================================================================
@@ -324,7 +385,7 @@ class BuildStats:
     records: int = 0
     failed: int = 0
     duplicates: int = 0
-    generate_s: float = 0.0
+    receive_s: float = 0.0  # waiting for the generator process and parsing its JSON
     prepare_s: float = 0.0
     store_s: list[float] = field(default_factory=list)  # writer time per unit (inside the transaction)
     progress: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, records stored)
@@ -349,10 +410,11 @@ class WriterProfiler:
 
 
 async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats, float]:
+    import orjson
+
     from wayline.kernel.store import now_ms
     from wayline.platform import ingestion
 
-    gen = Generator(opts.seed)
     platform = rt.platform
     sandbox_id = ids["sandbox_id"]
     datasets = {"crm": platform.dataset(sandbox_id, ids["crm"]), "loyalty": platform.dataset(sandbox_id, ids["loyalty"])}
@@ -386,26 +448,31 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
             log(f"  unit {k + 1}/{n_units}: {stats.records:,} records in {el:.1f} s "
                 f"({stats.records / max(el, 1e-9):,.0f}/s)")
 
-    for k in range(n_units):
-        g0 = time.perf_counter()
-        parts = unit_records(gen, k, w, opts.profiles)
-        g1 = time.perf_counter()
-        prepared: list[Any] = []
-        for name, records in parts:
-            if records:
-                prepared += platform.prepare_records(datasets[name], records)
-        g2 = time.perf_counter()
-        stats.generate_s += g1 - g0
-        stats.prepare_s += g2 - g1
-        bad = [p for p in prepared if not isinstance(p, ingestion.Prepared)]
-        if bad:
-            raise RuntimeError(f"a generated record was refused: {bad[0]}")
-        while len(pending) >= opts.inflight:
-            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for d in done:
-                d.result()
-            pending -= done
-        pending.add(asyncio.create_task(write(prepared, k)))
+    feed = Feed(opts.profiles, opts.chunk, opts.seed)
+    try:
+        for k in range(n_units):
+            g0 = time.perf_counter()
+            doc = feed.next()
+            parts = orjson.loads(doc)
+            g1 = time.perf_counter()
+            prepared: list[Any] = []
+            for name, records in parts:
+                if records:
+                    prepared += platform.prepare_records(datasets[name], records)
+            g2 = time.perf_counter()
+            stats.receive_s += g1 - g0
+            stats.prepare_s += g2 - g1
+            bad = [p for p in prepared if not isinstance(p, ingestion.Prepared)]
+            if bad:
+                raise RuntimeError(f"a generated record was refused: {bad[0]}")
+            while len(pending) >= opts.inflight:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for d in done:
+                    d.result()
+                pending -= done
+            pending.add(asyncio.create_task(write(prepared, k)))
+    finally:
+        feed.close()
     await asyncio.gather(*pending)
     return stats, time.perf_counter() - t0
 
@@ -627,7 +694,7 @@ async def run_on(rt: Any, ids: dict[str, Any], opts: Options, sqlite_path: Path 
         "expected": expected, "consistent": consistent,
         "build": {"units": len(stats.store_s), "records_per_unit": 3 * units(n, opts.chunk)[0],
                   "inflight": opts.inflight, "process_cpu_s": round(cpu, 2),
-                  "generate_s": round(stats.generate_s, 2), "prepare_s": round(stats.prepare_s, 2),
+                  "receive_s": round(stats.receive_s, 2), "prepare_s": round(stats.prepare_s, 2),
                   "store_s": round(sum(st), 2),
                   "store_us_per_record": round(sum(st) / stats.records * 1e6, 1) if stats.records else None,
                   "store_ms_per_unit_p50": round(percentile(st, 50) * 1000, 2),
@@ -703,6 +770,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--postgres-url", default="", metavar="URL",
                    help="also run on PostgreSQL, in a database created (and dropped) on the server of this admin URL")
     p.add_argument("--postgres-only", action="store_true", help="with --postgres-url: skip SQLite")
+    p.add_argument("--feed", action="store_true", help=argparse.SUPPRESS)  # the generator child (Feed)
     p.add_argument("--profile-dir", type=Path, default=None, metavar="DIR",
                    help="pyinstrument over the build phase (main + writer thread); reports into DIR")
     return p.parse_args(argv)
@@ -710,6 +778,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.feed:
+        return feed_main(args.profiles, args.chunk, args.seed)
     if args.profiles < 1 or args.chunk < 3 or args.inflight < 1 or args.lookups < 1:
         log("--profiles, --lookups and --inflight are at least 1, --chunk at least 3")
         return 2
