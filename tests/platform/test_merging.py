@@ -424,6 +424,49 @@ def test_merge_follows_the_rules(frags, policy) -> None:
 
 
 @PROPS
+@given(st.lists(fragments(per_leaf_times=False), max_size=4), policies, st.booleans())
+def test_the_fast_merge_of_uniform_fragments_follows_the_rules(frags, policy, fresh) -> None:
+    # No per-attribute times: merge takes its overlay path unless two fragments are equally strong.
+    before = copy.deepcopy([f.body for f in frags])
+    m = merge(frags, policy, fresh=fresh)
+    assert m.profile == ref_merge(frags, policy)[0]
+    assert m.profile == merge(frags, policy, explain=True).profile  # the general path
+    assert [f.body for f in frags] == before, "merge must not modify its inputs"
+    if fresh:  # nothing of the result is shared with a fragment
+        inputs = {id(x) for f in frags for x in containers(f.body)}
+        assert not any(id(x) in inputs for x in containers(m.profile))
+
+
+@pytest.mark.parametrize(("bodies", "expected"), [
+    # objects at every level merge key by key, the newest fragment winning each attribute
+    ([{"n": {"x": 1, "y": {"a": 1}}}, {"n": {"y": {"b": 2}}}, {"n": {"y": {"a": 3}}}],
+     {"n": {"x": 1, "y": {"a": 3, "b": 2}}}),
+    # a leaf anywhere makes the path one attribute: the newest fragment's whole value
+    ([{"n": {"a": 1, "b": 2}}, {"n": 5}, {"n": {"a": 3}}], {"n": {"a": 3}}),
+    ([{"n": 5}, {"n": {"a": 1, "b": 2}}, {"n": {"a": 3}}], {"n": {"a": 3}}),
+    ([{"m": {"n": 5}}, {"m": {"n": {"a": 1, "b": 2}}}, {"m": {"n": {"a": 3}, "k": 1}}], {"m": {"n": {"a": 3}, "k": 1}}),
+    ([{"n": {"a": 1}}, {"n": {"b": 2}}, {"n": None}], {"n": None}),
+])
+def test_the_fast_merge_of_three_fragments(bodies, expected) -> None:
+    frags = [frag(body=b, ms=100 + n, ds="d1", value=f"v{n}") for n, b in enumerate(bodies)]
+    assert merge(frags, TS).profile == expected == merge(frags, TS, explain=True).profile
+    assert merge(list(reversed(frags)), TS).profile == expected
+
+
+def containers(v) -> list:
+    out = []
+    if isinstance(v, dict):
+        out.append(v)
+        for x in v.values():
+            out += containers(x)
+    elif isinstance(v, list):
+        out.append(v)
+        for x in v:
+            out += containers(x)
+    return out
+
+
+@PROPS
 @given(fragments(), policies)
 def test_merging_one_fragment_gives_its_body_without_id(f, policy) -> None:
     expected = {k: v for k, v in f.body.items() if k != "_id"}

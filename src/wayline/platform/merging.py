@@ -408,6 +408,105 @@ def _single(body: dict, *, drop_id: bool, fresh: bool) -> dict | None:
     return out
 
 
+def _overlay(bodies: list[dict], drop_id: bool) -> dict | None:
+    """The merge of bodies given weakest first, when every attribute's winner is simply the strongest
+    fragment that has it (uniform times, no two fragments of equal strength): the common merge of
+    ingestion, without the general machinery. Shares values with the bodies. None when a union
+    field repeats a key within one body (that needs the general tie-break)."""
+    out: dict[str, Any] = {}
+    multi: dict[str, list[Any]] | None = None
+    ims: list[Any] = []
+    pushes: list[Any] = []
+    for body in bodies:
+        for k, v in body.items():
+            if k == _IDENTITY_MAP:
+                ims.append(v)
+            elif k == _PUSH:
+                pushes.append(v)
+            else:
+                if k in out:
+                    if multi is None:
+                        multi = {}
+                    seen = multi.get(k)
+                    if seen is None:
+                        multi[k] = [out[k], v]
+                    else:
+                        seen.append(v)
+                out[k] = v  # the strongest so far
+    if drop_id:
+        out.pop("_id", None)
+    if multi is not None:
+        for k, values in multi.items():
+            if k in out and all(isinstance(v, dict) for v in values):  # objects everywhere: key by key
+                out[k] = _overlay_objects(values)
+            # else a leaf somewhere: the whole value of the strongest, already in out[k]
+    if ims:
+        by_ns: dict[str, dict[str, Any]] = {}
+        seen_map = False
+        for im in ims:
+            if not isinstance(im, dict):
+                continue
+            seen_map = True
+            for code, items in im.items():
+                if not isinstance(items, list):
+                    continue
+                keyed = by_ns.get(code)
+                if keyed is None:
+                    keyed = by_ns[code] = {}
+                mine: set[str] = set()
+                for it in items:
+                    if isinstance(it, dict):
+                        key = it.get("id")
+                        if isinstance(key, str):
+                            if key in mine:
+                                return None
+                            mine.add(key)
+                            keyed[key] = it
+        if seen_map:
+            out[_IDENTITY_MAP] = {code: [by_ns[code][x] for x in sorted(by_ns[code])] for code in sorted(by_ns)}
+    if pushes:
+        tokens: dict[str, Any] = {}
+        seen_push = False
+        for items in pushes:
+            if not isinstance(items, list):
+                continue
+            seen_push = True
+            mine = set()
+            for it in items:
+                if isinstance(it, dict):
+                    key = it.get("token")
+                    if isinstance(key, str):
+                        if key in mine:
+                            return None
+                        mine.add(key)
+                        tokens[key] = it
+        if seen_push:
+            out[_PUSH] = [tokens[x] for x in sorted(tokens)]
+    return out
+
+
+def _overlay_objects(objs: list[dict]) -> dict:
+    """`_overlay` below the top level: objects weakest first, merged key by key."""
+    out: dict[str, Any] = {}
+    multi: dict[str, list[Any]] | None = None
+    for d in objs:
+        for k, v in d.items():
+            if k in out:
+                if multi is None:
+                    multi = {}
+                seen = multi.get(k)
+                if seen is None:
+                    multi[k] = [out[k], v]
+                else:
+                    seen.append(v)
+            out[k] = v
+    if multi is not None:
+        for k, values in multi.items():
+            if all(isinstance(v, dict) for v in values):
+                out[k] = _overlay_objects(values)
+    return out
+
+
 def _ranks(keys: list[Any]) -> list[int]:
     """Dense ranks of the keys (equal keys, equal ranks; greater key, greater rank)."""
     order = {k: r for r, k in enumerate(sorted(set(keys)))}
@@ -441,6 +540,12 @@ def merge(fragments: Iterable[Fragment], policy: Policy, *, explain: bool = Fals
     else:
         prec = [0] * len(frags)
     idrank = _ranks([(f.dataset_id, f.ns, f.value) for f in frags])
+    if not explain and all(not f.leaf_ms for f in frags):
+        base = [(p, f.updated_ms, r) for p, f, r in zip(prec, frags, idrank, strict=True)]
+        if len(set(base)) == len(base):  # no ties: the strongest fragment having an attribute wins it
+            out = _overlay([frags[i].body for i in sorted(range(len(frags)), key=base.__getitem__)], drop_id=True)
+            if out is not None:
+                return Merged(_copy(out) if fresh else out, {})
     run = _Run(frags, prec, idrank, explain=explain, times=None, target=0, fresh=fresh)
     profile = run.top(run.entries(), drop_id=True)
     return Merged(profile, run.sources)
