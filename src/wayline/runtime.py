@@ -61,7 +61,8 @@ class Runtime:
         path = self.settings.sqlite_path()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.settings.database_url, synchronous=self.settings.sqlite_synchronous)
+        self.store = Store(self.settings.database_url, synchronous=self.settings.sqlite_synchronous,
+                           mmap_mb=self.settings.sqlite_mmap_mb)
         self.verifier = tenancy.KeyVerifier(self.store, self.settings.api_key_cache_seconds)
         limits = self.settings.limits
         self.ingest_limiter = RateLimiter(limits.ingest_rate_per_s, limits.ingest_burst)

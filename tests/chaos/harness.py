@@ -269,12 +269,14 @@ def drain_state(eng: sa.Engine, plan: Plan, *, by_effects: bool = False) -> dict
         committed = c.execute(sa.select(sa.func.count()).select_from(units)).scalar_one()
         pending_timers = c.execute(sa.select(sa.func.count()).select_from(t.timers)
                                    .where(t.timers.c.fired_ms.is_(None))).scalar_one()
+        newest = (sa.select(t.outbox.c.key, sa.func.max(t.outbox.c.seq).label("seq"))
+                  .where(t.outbox.c.stream == STREAM).group_by(t.outbox.c.key).subquery())
         applied = (sa.select(t.inbox.c.applied_seq).where(t.inbox.c.consumer == CONSUMER,
                                                           t.inbox.c.stream == STREAM,
-                                                          t.inbox.c.key == t.stream_keys.c.key)
+                                                          t.inbox.c.key == newest.c.key)
                    .scalar_subquery())
-        behind = c.execute(sa.select(sa.func.count()).select_from(t.stream_keys).where(
-            t.stream_keys.c.stream == STREAM, t.stream_keys.c.last_seq > sa.func.coalesce(applied, 0))).scalar_one()
+        behind = c.execute(sa.select(sa.func.count()).select_from(newest).where(
+            newest.c.seq > sa.func.coalesce(applied, 0))).scalar_one()
         if by_effects:  # a consumer without an inbox (the sabotage self-check): count messages without effect
             behind = c.execute(sa.select(sa.func.count()).select_from(t.outbox).where(
                 t.outbox.c.stream == STREAM, ~sa.exists().where(effects.c.message_id == t.outbox.c.id)))\

@@ -42,6 +42,19 @@ def add(store, key, n=1, type="e", stream="s"):
                                 for i in range(n)])
 
 
+def test_sequences_continue_per_key_across_many_keys_and_streams(store):
+    # More keys than one IN list holds, two streams, a key repeated within one call.
+    keys = [f"k{i}" for i in range(1_200)]
+    first = store.run(lambda c: outbox.add_many(c, [("s", k, "e", {}) for k in keys] + [("s", "k7", "e", {})]
+                                                + [("s2", "k7", "e", {})], now_ms=1))
+    assert [m.seq for m in first[:1_200]] == [1] * 1_200
+    assert (first[1_200].key, first[1_200].seq, first[1_201].stream, first[1_201].seq) == ("k7", 2, "s2", 1)
+    again = store.run(lambda c: outbox.add_many(c, [("s", k, "e", {}) for k in keys], now_ms=2))
+    assert [m.seq for m in again] == [3 if k == "k7" else 2 for k in keys]
+    # No counter row per key on the write path: only retention leaves marks.
+    assert store.read_sync(lambda c: c.execute(sa.select(sa.func.count()).select_from(t.stream_keys)).scalar()) == 0
+
+
 def test_outbox_messages_exist_only_if_their_transaction_commits(store):
     def fails(conn):
         outbox.add(conn, stream="s", key="k", type="e", payload={}, now_ms=1)

@@ -285,7 +285,7 @@ def test_consumers_and_relay_survive_dropped_database_connections(store, nats_ur
                 for _ in range(50):
                     try:
                         have = store.read_sync(lambda c: dict(c.execute(
-                            sa.select(t.stream_keys.c.key, t.stream_keys.c.last_seq)).all()))
+                            sa.select(t.outbox.c.key, sa.func.max(t.outbox.c.seq)).group_by(t.outbox.c.key)).all()))
                         missing = [(k, 30 - have.get(k, 0)) for k in keys if have.get(k, 0) < 30]
                         if missing:
                             await add_async(store, missing)

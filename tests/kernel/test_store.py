@@ -111,3 +111,15 @@ def test_sqlite_wal_is_checkpointed_in_the_background_not_by_the_writer(store):
     assert len(_ids(store) & {f"org-{i}" for i in range(20)}) == 20
     store.close()
     assert store._checkpointer is None  # stopped with the store
+
+
+def test_sqlite_reads_through_a_memory_map_when_asked(db_url):
+    if not db_url.startswith("sqlite"):
+        pytest.skip("mmap_size is SQLite's")
+    mapped, plain = Store(db_url, mmap_mb=64), Store(db_url)
+    try:
+        assert mapped.read_sync(lambda c: c.exec_driver_sql("PRAGMA mmap_size").scalar()) == 64 << 20
+        assert plain.read_sync(lambda c: c.exec_driver_sql("PRAGMA mmap_size").scalar()) == 0
+    finally:
+        mapped.close()
+        plain.close()

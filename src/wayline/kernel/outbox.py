@@ -1,7 +1,9 @@
 """The outbox: messages that are published if and only if the transaction that wrote them commits.
 
 `add(conn, …)` runs inside a unit of work. It gives the message the next sequence number of its
-ordering key and writes it to the `outbox` table, which is also the durable log consumers read: in
+ordering key (one more than the key's newest message, read off the outbox's (stream, key, seq)
+index, or than the mark `prune` left in `stream_keys` when it deleted the key's newest rows) and
+writes it to the `outbox` table, which is also the durable log consumers read: in
 the embedded default they read it directly; in scale-out a relay copies it to NATS JetStream (with
 `Nats-Msg-Id` = the outbox id, so a re-publish is dropped) and consumers still fill any gap from it.
 
@@ -62,12 +64,12 @@ def _stmt(conn: Connection, name: str) -> Any:
     if got is not None:
         return got
     ins = sqlite.insert if dialect == "sqlite" else postgresql.insert
-    if name == "next_seq":
+    if name == "pruned_mark":
         stmt = ins(t.stream_keys).values(stream=sa.bindparam("stream"), key=sa.bindparam("key"),
-                                         last_seq=sa.bindparam("n"))
-        stmt = stmt.on_conflict_do_update(index_elements=["stream", "key"],
-                                          set_={"last_seq": t.stream_keys.c.last_seq + stmt.excluded.last_seq})
-        got = stmt.returning(t.stream_keys.c.stream, t.stream_keys.c.key, t.stream_keys.c.last_seq)
+                                         last_seq=sa.bindparam("seq"))
+        bigger = sa.func.max if dialect == "sqlite" else sa.func.greatest
+        got = stmt.on_conflict_do_update(index_elements=["stream", "key"],
+                                         set_={"last_seq": bigger(t.stream_keys.c.last_seq, stmt.excluded.last_seq)})
     elif name == "insert":
         got = t.outbox.insert().returning(t.outbox.c.id, sort_by_parameter_order=True)
     elif name == "read_after":
@@ -96,19 +98,14 @@ def add(conn: Connection, *, stream: str, key: str, type: str, payload: Any, now
 
 
 def add_many(conn: Connection, messages: list[tuple[str, str, str, Any]], *, now_ms: int) -> list[Message]:
-    """`add` for several (stream, key, type, payload) at once, in order: two statements for the lot."""
+    """`add` for several (stream, key, type, payload) at once, in order: three statements for the lot."""
     if not messages:
         return []
     if conn.dialect.name == "postgresql":
         conn.execute(_PG_LOCK_AND_NOTIFY, {"k": _PG_OUTBOX_LOCK})
-    counts: dict[tuple[str, str], int] = {}
-    for s, k, _, _ in messages:
-        counts[(s, k)] = counts.get((s, k), 0) + 1
+    nxt = next_seqs(conn, messages)
     if conn.dialect.name == "sqlite":
-        return _add_many_sqlite(conn, messages, counts, now_ms)
-    params = [{"stream": s, "key": k, "n": n} for (s, k), n in counts.items()]
-    rows = conn.execute(_stmt(conn, "next_seq"), params if len(params) > 1 else params[0]).all()
-    nxt = {(r[0], r[1]): r[2] - counts[(r[0], r[1])] + 1 for r in rows}
+        return _add_many_sqlite(conn, messages, nxt, now_ms)
     out_rows = []
     for s, k, ty, p in messages:
         seq = nxt[(s, k)]
@@ -120,15 +117,17 @@ def add_many(conn: Connection, messages: list[tuple[str, str, str, Any]], *, now
 
 _SQLITE_SQL: dict[tuple[str, int], str] = {}
 _CHUNK = 2_000  # rows per statement: SQLite allows 32,766 parameters
+_KEYS_CHUNK = 500  # keys per IN list
 
 
 def _sqlite_sql(name: str, n: int) -> str:
     sql = _SQLITE_SQL.get((name, n))
     if sql is None:
-        if name == "seq":
-            sql = ("INSERT INTO stream_keys (stream, key, last_seq) VALUES " + ", ".join(["(?, ?, ?)"] * n)
-                   + " ON CONFLICT (stream, key) DO UPDATE SET last_seq = stream_keys.last_seq + excluded.last_seq"
-                   " RETURNING stream, key, last_seq")
+        marks = ", ".join(["?"] * n)
+        if name == "newest":
+            sql = f"SELECT key, max(seq) FROM outbox WHERE stream = ? AND key IN ({marks}) GROUP BY key"
+        elif name == "marks":
+            sql = f"SELECT key, last_seq FROM stream_keys WHERE stream = ? AND key IN ({marks})"
         else:
             sql = ("INSERT INTO outbox (stream, key, seq, type, payload, created_ms) VALUES "
                    + ", ".join(["(?, ?, ?, ?, ?, ?)"] * n))
@@ -136,18 +135,41 @@ def _sqlite_sql(name: str, n: int) -> str:
     return sql
 
 
+_PG_NEWEST = ("SELECT key, max(seq) FROM outbox WHERE stream = %s AND key = ANY(%s) GROUP BY key",
+              "SELECT key, last_seq FROM stream_keys WHERE stream = %s AND key = ANY(%s)")
+
+
+def next_seqs(conn: Connection, messages: list[tuple[str, str, str, Any]]) -> dict[tuple[str, str], int]:
+    """The next sequence number of every (stream, key) of `messages`: one more than the key's newest
+    message in the outbox, or than the mark `prune` left for it, whichever is greater (1 for a new
+    key). Callers hold the outbox (PostgreSQL: the advisory lock; SQLite: the single writer), so no
+    one else numbers a message meanwhile. Reading the outbox's own index, rather than keeping a
+    counter row per key up to date, saves a write to a second index per message."""
+    keys: dict[str, dict[str, None]] = {}  # stream -> its keys, each once
+    for s, k, _, _ in messages:
+        keys.setdefault(s, {})[k] = None
+    last: dict[tuple[str, str], int] = {}
+    sqlite_ = conn.dialect.name == "sqlite"
+    for stream, ks in keys.items():
+        uniq = list(ks)
+        for start in range(0, len(uniq), _KEYS_CHUNK):
+            part = uniq[start:start + _KEYS_CHUNK]
+            for n, q in enumerate(("newest", "marks")):
+                if sqlite_:
+                    rows = conn.exec_driver_sql(_sqlite_sql(q, len(part)), (stream, *part)).all()
+                else:
+                    rows = conn.exec_driver_sql(_PG_NEWEST[n], (stream, part)).all()
+                for k, seq in rows:
+                    if seq is not None and seq > last.get((stream, k), 0):
+                        last[(stream, k)] = seq
+    return {(s, k): last.get((s, k), 0) + 1 for s, ks in keys.items() for k in ks}
+
+
 def _add_many_sqlite(conn: Connection, messages: list[tuple[str, str, str, Any]],
-                     counts: dict[tuple[str, str], int], now_ms: int) -> list[Message]:
+                     nxt: dict[tuple[str, str], int], now_ms: int) -> list[Message]:
     """SQLite: multi-row statements, no per-row RETURNING (SQLAlchemy would run one INSERT per message
     to keep RETURNING in order; measured 9x the writer CPU under load). The single writer holds the
     database, so one multi-row INSERT gets consecutive rowids ending at last_insert_rowid()."""
-    nxt: dict[tuple[str, str], int] = {}
-    items = list(counts.items())
-    for start in range(0, len(items), _CHUNK):
-        part = items[start:start + _CHUNK]
-        params = tuple(v for (s, k), n in part for v in (s, k, n))
-        for s, k, last in conn.exec_driver_sql(_sqlite_sql("seq", len(part)), params).all():
-            nxt[(s, k)] = last - counts[(s, k)] + 1
     out: list[Message] = []
     for start in range(0, len(messages), _CHUNK):
         part = messages[start:start + _CHUNK]
@@ -199,7 +221,8 @@ def prune(conn: Connection, *, subscribers: dict[str, list[str]], before_ms: int
     (a bus relays the outbox), the relay has published it. Streams without subscribers keep their
     rows: something may still come to read them. A parked or lagging consumer keeps what it has not
     applied, and gap filling only ever reads rows above a consumer's mark, so nothing deleted can be
-    asked for again. The keys' sequence counters (`stream_keys`) stay, so numbering goes on.
+    asked for again. Before a key's newest row goes, its sequence is kept as the key's mark in
+    `stream_keys`, so numbering goes on from there.
     """
     total = 0
     for stream, names in sorted(subscribers.items()):
@@ -209,10 +232,21 @@ def prune(conn: Connection, *, subscribers: dict[str, list[str]], before_ms: int
         applied = " AND ".join(
             f"EXISTS (SELECT 1 FROM inbox i WHERE i.consumer = :c{n} AND i.stream = o.stream AND i.key = o.key "
             f"AND i.applied_seq >= o.seq)" for n in range(len(consumers)))
-        sql = ("DELETE FROM outbox WHERE id IN (SELECT o.id FROM outbox o WHERE o.stream = :stream "
+        sql = ("SELECT o.id, o.key, o.seq FROM outbox o WHERE o.stream = :stream "
                "AND o.created_ms < :before" + (" AND o.published_ms IS NOT NULL" if published else "")
-               + f" AND {applied} ORDER BY o.id LIMIT :limit)")
+               + f" AND {applied} ORDER BY o.id LIMIT :limit")
         params: dict[str, Any] = {"stream": stream, "before": before_ms, "limit": limit - total}
         params.update({f"c{n}": c for n, c in enumerate(consumers)})
-        total += conn.execute(sa.text(sql), params).rowcount or 0
+        doomed = conn.execute(sa.text(sql), params).all()
+        if not doomed:
+            continue
+        newest: dict[str, int] = {}
+        for _, key, seq in doomed:
+            if seq > newest.get(key, 0):
+                newest[key] = seq
+        # Marks for every key that loses rows (cheaper than asking which lose their newest one).
+        conn.execute(_stmt(conn, "pruned_mark"), [{"stream": stream, "key": k, "seq": q} for k, q in newest.items()])
+        ids = [r[0] for r in doomed]
+        for start in range(0, len(ids), _KEYS_CHUNK):
+            total += conn.execute(t.outbox.delete().where(t.outbox.c.id.in_(ids[start:start + _KEYS_CHUNK]))).rowcount
     return total

@@ -69,7 +69,7 @@ def _sqlite_file(url: str) -> str | None:
     return None if not db or db == ":memory:" or db.startswith("file::memory:") else db
 
 
-def make_engine(url: str, *, synchronous: str = "NORMAL", pool_size: int = 8) -> Engine:
+def make_engine(url: str, *, synchronous: str = "NORMAL", pool_size: int = 8, mmap_mb: int = 0) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = sa.create_engine(
@@ -91,6 +91,8 @@ def make_engine(url: str, *, synchronous: str = "NORMAL", pool_size: int = 8) ->
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA cache_size=-65536")
+            if mmap_mb:
+                cur.execute(f"PRAGMA mmap_size={int(mmap_mb) << 20}")
             cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")  # see Store._checkpoint_loop
             cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
@@ -139,9 +141,9 @@ class Store:
     """The one database of an installation, shared by every product."""
 
     def __init__(self, url: str, *, synchronous: str = "NORMAL", writers: int | None = None,
-                 readers: int = 4, max_group: int = 256) -> None:
+                 readers: int = 4, max_group: int = 256, mmap_mb: int = 0) -> None:
         self.url = normalise_url(url)
-        self.engine = make_engine(self.url, synchronous=synchronous, pool_size=max(8, readers + 4))
+        self.engine = make_engine(self.url, synchronous=synchronous, pool_size=max(8, readers + 4), mmap_mb=mmap_mb)
         self.dialect: str = self.engine.dialect.name
         self._writers = writers if writers is not None else (1 if self.is_sqlite else 4)
         self._max_group = max_group
