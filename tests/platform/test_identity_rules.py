@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wayline.kernel.problems import Problem
 from wayline.platform.identity import (
@@ -315,3 +317,13 @@ def test_every_problem_of_a_record_is_reported():
     _, violations = run(imap(Foo=[item("x")], ECID=[item("123")], Email=[item("null")]))
     assert pointers(violations) == ["/identityMap/Foo", "/identityMap/ECID/0/id", "/identityMap/Email/0/id"]
     assert {v["keyword"] for v in violations} == {"identity"}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["CRMID", "Email", "ECID", "Phone"]),
+       st.one_of(st.text(max_size=14), st.text(alphabet=" \t\n\u00a0\u3000nulLanoymsivdNUL0123456789", max_size=14),
+                 st.from_regex(r"[ \t]*[0-9]{38}[ \t]*", fullmatch=True), st.text(min_size=1020, max_size=1030)))
+def test_extract_refuses_exactly_what_check_value_refuses(ns, value):
+    # extract decides the common case inline; it must agree with the full rules on every value
+    _, violations = run(imap(**{ns: [item(value)]}))
+    assert bool(violations) == (check_value(ns, value) is not None)

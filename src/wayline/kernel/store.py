@@ -464,6 +464,34 @@ def upsert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
         conn.exec_driver_sql(sql, params)
 
 
+def write_rows(conn: Connection, table: sa.Table, cols: Sequence[str], rows: Sequence[Sequence[Any]], *,
+               conflict: Sequence[str], update: Sequence[str] = ()) -> None:
+    """`insert_ignore(returning=False)` (no `update`) or `upsert_many` for rows given as tuples in
+    the order of `cols`, JSON columns already serialised to text: for the hottest writes, which
+    build their rows as tuples rather than as dicts to be flattened (measured ~1 us a row less)."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    cols = tuple(cols)
+    chunk = max(1, min(500, 30_000 // len(cols)))
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        key = (dialect, table.name, cols, tuple(conflict), tuple(update), len(part), "rows")
+        sql = _INSERT_SQL.get(key)
+        if sql is None:
+            mark = "?" if dialect == "sqlite" else "%s"
+            one = "(" + ", ".join(mark + ("::jsonb" if dialect == "postgresql" and isinstance(table.c[c].type, sa.JSON)
+                                          else "") for c in cols) + ")"
+            action = ("DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in update)) if update else "DO NOTHING"
+            sql = (f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES {', '.join([one] * len(part))} "
+                   f"ON CONFLICT ({', '.join(conflict)}) {action}")
+            _INSERT_SQL[key] = sql
+        params: list[Any] = []
+        for r in part:
+            params += r
+        conn.exec_driver_sql(sql, tuple(params))
+
+
 def upsert(conn: Connection, table: sa.Table, row: dict[str, Any], conflict: Sequence[str],
            update: Sequence[str]) -> None:
     dialect_insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert

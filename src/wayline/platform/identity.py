@@ -27,6 +27,7 @@ MAX_CODE_CHARS = 64
 MAX_NAME_CHARS = 200
 MAX_DESCRIPTION_CHARS = 1024
 FORBIDDEN_VALUES = frozenset({"null", "anonymous", "invalid"})
+_LONGEST_REFUSED = max(map(len, FORBIDDEN_VALUES))  # a longer value (lower-casing never shortens) is none of them
 DEFAULT_AUTHENTICATED_STATE = "ambiguous"  # the identity item's schema default
 
 _ECID = re.compile(r"[0-9]{38}")
@@ -166,10 +167,14 @@ def extract(entity: dict[str, Any], fields: tuple[IdentityField, ...], namespace
     primaries: list[Found] = []
 
     def add(ns: str, value: Any, primary: bool, state: str | None, where: str, flag: str) -> None:
-        problem = check_value(ns, value)
-        if problem is not None:
-            violations.append(_violation(where, problem))
-            return
+        # The common case decided inline (a string longer than every refused word and without
+        # surrounding blanks is neither); anything else gets check_value's full rules.
+        if not (type(value) is str and _LONGEST_REFUSED < len(value) <= MAX_VALUE_CHARS and not value[0].isspace()
+                and not value[-1].isspace() and (ns != "ECID" or _ECID.fullmatch(value))):
+            problem = check_value(ns, value)
+            if problem is not None:
+                violations.append(_violation(where, problem))
+                return
         ident = Ident(ns, normalise(ns, value))
         seen = found.get(ident)
         if seen is None:
