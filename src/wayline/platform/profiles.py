@@ -286,10 +286,10 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
     # upserts need some of them and the view refresh needs all of them.
     frag_items = [(p, gs.node[prim][0]) for p, prim in zip(items, primaries) if not p.time_series]
     loaded_ids = [gs.node[i][0] for i in gs.loaded]
-    by_owner = fragments_of(conn, loaded_ids) if loaded_ids else {}
+    ident_of_id = {v[0]: k for k, v in gs.node.items()}
+    by_owner = fragments_of(conn, loaded_ids, ident_of_id) if loaded_ids else {}
     frags = {(f.dataset_id, nid): f for nid, fs in by_owner.items() for f in fs}
     changed: dict[tuple[str, int], merging.Fragment] = {}
-    ident_of_id = {v[0]: k for k, v in gs.node.items()}
     for p, nid in frag_items:
         key = (p.dataset.id, nid)
         prim = ident_of_id[nid]
@@ -372,16 +372,28 @@ def refresh_view(conn: Connection, sandbox_id: str, keys: dict[int, list[int]], 
                                                    t.profile_view.c.key.in_(part)))
 
 
-def fragments_of(conn: Connection, identity_ids: Sequence[int]) -> dict[int, list[merging.Fragment]]:
-    """Fragments by identity id (each fragment belongs to its primary identity)."""
+def fragments_of(conn: Connection, identity_ids: Sequence[int],
+                 idents: dict[int, Ident] | None = None) -> dict[int, list[merging.Fragment]]:
+    """Fragments by identity id (each fragment belongs to its primary identity). `idents` (identity id
+    -> Ident), when the caller has them, spares the join that reads each fragment's identity."""
     out: dict[int, list[merging.Fragment]] = {}
+    fragment = merging.Fragment
     for part in _chunks(list(dict.fromkeys(identity_ids))):
+        if idents is not None:
+            rows = conn.exec_driver_sql(_in_sql(
+                conn, "SELECT dataset_id, identity_id, body, updated_ms, leaf_ms, record_id "
+                      "FROM profile_fragments WHERE identity_id IN ({})", len(part)), tuple(part)).all()
+            for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id in rows:
+                i = idents[identity_id]
+                out.setdefault(identity_id, []).append(fragment(
+                    dataset_id, i.ns, i.value, _loads(body), updated_ms, record_id, _loads(leaf_ms) or None))
+            continue
         rows = conn.exec_driver_sql(_in_sql(
             conn, "SELECT f.dataset_id, f.identity_id, f.body, f.updated_ms, f.leaf_ms, f.record_id, i.ns, i.value "
                   "FROM profile_fragments f JOIN identities i ON i.id = f.identity_id WHERE f.identity_id IN ({})",
             len(part)), tuple(part)).all()
         for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id, ns, value in rows:
-            out.setdefault(identity_id, []).append(merging.Fragment(
+            out.setdefault(identity_id, []).append(fragment(
                 dataset_id, ns, value, _loads(body), updated_ms, record_id, _loads(leaf_ms) or None))
     return out
 

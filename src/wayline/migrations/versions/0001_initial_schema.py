@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-05 02:50:46.890157
+Create Date: 2026-12-05 04:39:21.786268
 """
 from alembic import op
 import sqlalchemy as sa
@@ -197,7 +197,7 @@ def upgrade() -> None:
     sqlite_with_rowid=False
     )
     with op.batch_alter_table('identity_links', schema=None) as batch_op:
-        batch_op.create_index('ix_identity_links_graph', ['graph_id'], unique=False)
+        batch_op.create_index('ix_identity_links_graph', ['graph_id', 'first_seen_ms', 'last_seen_ms'], unique=False)
 
     op.create_table('identity_namespaces',
     sa.Column('sandbox_id', sa.String(length=64), nullable=False),
