@@ -124,9 +124,7 @@ def _sqlite_sql(name: str, n: int) -> str:
     sql = _SQLITE_SQL.get((name, n))
     if sql is None:
         marks = ", ".join(["?"] * n)
-        if name == "newest":
-            sql = f"SELECT key, max(seq) FROM outbox WHERE stream = ? AND key IN ({marks}) GROUP BY key"
-        elif name == "marks":
+        if name == "marks":
             sql = f"SELECT key, last_seq FROM stream_keys WHERE stream = ? AND key IN ({marks})"
         else:
             sql = ("INSERT INTO outbox (stream, key, seq, type, payload, created_ms) VALUES "
@@ -135,8 +133,13 @@ def _sqlite_sql(name: str, n: int) -> str:
     return sql
 
 
-_PG_NEWEST = ("SELECT key, max(seq) FROM outbox WHERE stream = %s AND key = ANY(%s) GROUP BY key",
-              "SELECT key, last_seq FROM stream_keys WHERE stream = %s AND key = ANY(%s)")
+# The newest sequence of each key: one backward step into the (stream, key, seq) index per key, however
+# many messages the key has (a GROUP BY reads them all, and PostgreSQL may not even use that index).
+_NEWEST = {"sqlite": "SELECT k.value, (SELECT max(o.seq) FROM outbox o WHERE o.stream = ? AND o.key = k.value) "
+                     "FROM json_each(?) AS k",
+           "postgresql": "SELECT k, (SELECT o.seq FROM outbox o WHERE o.stream = %s AND o.key = k "
+                         "ORDER BY o.seq DESC LIMIT 1) FROM unnest(%s::text[]) AS k"}
+_PG_MARKS = "SELECT key, last_seq FROM stream_keys WHERE stream = %s AND key = ANY(%s)"
 
 
 def next_seqs(conn: Connection, messages: list[tuple[str, str, str, Any]]) -> dict[tuple[str, str], int]:
@@ -154,14 +157,15 @@ def next_seqs(conn: Connection, messages: list[tuple[str, str, str, Any]]) -> di
         uniq = list(ks)
         for start in range(0, len(uniq), _KEYS_CHUNK):
             part = uniq[start:start + _KEYS_CHUNK]
-            for n, q in enumerate(("newest", "marks")):
-                if sqlite_:
-                    rows = conn.exec_driver_sql(_sqlite_sql(q, len(part)), (stream, *part)).all()
-                else:
-                    rows = conn.exec_driver_sql(_PG_NEWEST[n], (stream, part)).all()
-                for k, seq in rows:
-                    if seq is not None and seq > last.get((stream, k), 0):
-                        last[(stream, k)] = seq
+            newest = conn.exec_driver_sql(_NEWEST["sqlite" if sqlite_ else "postgresql"],
+                                          (stream, orjson.dumps(part).decode() if sqlite_ else part)).all()
+            if sqlite_:
+                marked = conn.exec_driver_sql(_sqlite_sql("marks", len(part)), (stream, *part)).all()
+            else:
+                marked = conn.exec_driver_sql(_PG_MARKS, (stream, part)).all()
+            for k, seq in newest + marked:
+                if seq is not None and seq > last.get((stream, k), 0):
+                    last[(stream, k)] = seq
     return {(s, k): last.get((s, k), 0) + 1 for s, ks in keys.items() for k in ks}
 
 
