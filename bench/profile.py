@@ -4,7 +4,7 @@
 
 Builds `--profiles` profiles (default 1,000,000) in a fresh SQLite file (a temporary directory, or
 `--db PATH`), then looks profiles up by a random identity and reports latency, ingestion rate and
-size. Everything runs in this process, on the product's own code paths:
+size. Everything but generating the records runs in this process, on the product's own code paths:
 
   setup     through the HTTP API (an in-process client over `wayline.runtime.build_app`): a custom
             CRMID namespace, a loyalty field group, a profile schema (union), two profile-enabled
