@@ -443,25 +443,11 @@ def upsert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
     """INSERT … ON CONFLICT DO UPDATE for many rows, raw SQL cached per shape (see insert_ignore)."""
     if not rows:
         return
-    dialect = conn.dialect.name
     cols = tuple(rows[0].keys())
     json_cols = {c for c in cols if isinstance(table.c[c].type, sa.JSON)}
-    mark = "?" if dialect == "sqlite" else "%s"
-    chunk = max(1, min(500, 30_000 // len(cols)))
-    for start in range(0, len(rows), chunk):
-        part = rows[start:start + chunk]
-        key = (dialect, table.name, cols, tuple(conflict), tuple(update), len(part), "upsert")
-        sql = _INSERT_SQL.get(key)
-        if sql is None:
-            one = "(" + ", ".join(mark + ("::jsonb" if dialect == "postgresql" and c in json_cols else "")
-                                  for c in cols) + ")"
-            sets = ", ".join(f"{c} = excluded.{c}" for c in update)
-            sql = (f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES {', '.join([one] * len(part))} "
-                   f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {sets}")
-            _INSERT_SQL[key] = sql
-        params = tuple(_dumps(v) if c in json_cols and v is not None and not isinstance(v, RawJSON) else v
-                       for r in part for c in cols for v in (r[c],))
-        conn.exec_driver_sql(sql, params)
+    write_rows(conn, table, cols, [tuple(_dumps(v) if c in json_cols and v is not None and not isinstance(v, RawJSON)
+                                         else v for c in cols for v in (r[c],)) for r in rows],
+               conflict=conflict, update=update)
 
 
 def write_rows(conn: Connection, table: sa.Table, cols: Sequence[str], rows: Sequence[Sequence[Any]], *,
