@@ -365,6 +365,20 @@ class _Run:
         return self._union(b, "/" + _PUSH + "/" if self.ptrs else None)
 
 
+def _keyed(items: list, field: str) -> dict[str, Any] | None:
+    """A union field's items by their key (`id` or `token`), items without a string key dropped;
+    None when a key repeats (the caller then needs the general tie-break)."""
+    keyed: dict[str, Any] = {}
+    for it in items:
+        if isinstance(it, dict):
+            key = it.get(field)
+            if isinstance(key, str):
+                if key in keyed:
+                    return None
+                keyed[key] = it
+    return keyed
+
+
 def _single(body: dict, *, drop_id: bool, fresh: bool) -> dict | None:
     """The merge of one fragment without the general machinery (most merges on the ingestion path:
     a new fragment, a profile of one fragment). None when a union field has a repeated key, which
@@ -379,27 +393,17 @@ def _single(body: dict, *, drop_id: bool, fresh: bool) -> dict | None:
                 items = v[code]
                 if not isinstance(items, list):
                     continue
-                keyed = {}
-                for it in items:
-                    if isinstance(it, dict):
-                        key = it.get("id")
-                        if isinstance(key, str):
-                            if key in keyed:
-                                return None
-                            keyed[key] = it
+                keyed = _keyed(items, "id")
+                if keyed is None:
+                    return None
                 im[code] = [_copy(keyed[x]) if fresh else keyed[x] for x in sorted(keyed)]
             out[k] = im
         elif k == _PUSH:
             if not isinstance(v, list):
                 continue
-            keyed = {}
-            for it in v:
-                if isinstance(it, dict):
-                    key = it.get("token")
-                    if isinstance(key, str):
-                        if key in keyed:
-                            return None
-                        keyed[key] = it
+            keyed = _keyed(v, "token")
+            if keyed is None:
+                return None
             out[k] = [_copy(keyed[x]) if fresh else keyed[x] for x in sorted(keyed)]
         elif k == "_id" and drop_id:
             continue
@@ -450,18 +454,10 @@ def _overlay(bodies: list[dict], drop_id: bool) -> dict | None:
             for code, items in im.items():
                 if not isinstance(items, list):
                     continue
-                keyed = by_ns.get(code)
-                if keyed is None:
-                    keyed = by_ns[code] = {}
-                mine: set[str] = set()
-                for it in items:
-                    if isinstance(it, dict):
-                        key = it.get("id")
-                        if isinstance(key, str):
-                            if key in mine:
-                                return None
-                            mine.add(key)
-                            keyed[key] = it
+                mine = _keyed(items, "id")
+                if mine is None:
+                    return None
+                by_ns.setdefault(code, {}).update(mine)  # a stronger fragment's item replaces
         if seen_map:
             out[_IDENTITY_MAP] = {code: [by_ns[code][x] for x in sorted(by_ns[code])] for code in sorted(by_ns)}
     if pushes:
@@ -471,15 +467,10 @@ def _overlay(bodies: list[dict], drop_id: bool) -> dict | None:
             if not isinstance(items, list):
                 continue
             seen_push = True
-            mine = set()
-            for it in items:
-                if isinstance(it, dict):
-                    key = it.get("token")
-                    if isinstance(key, str):
-                        if key in mine:
-                            return None
-                        mine.add(key)
-                        tokens[key] = it
+            mine = _keyed(items, "token")
+            if mine is None:
+                return None
+            tokens.update(mine)
         if seen_push:
             out[_PUSH] = [tokens[x] for x in sorted(tokens)]
     return out
