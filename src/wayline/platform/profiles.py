@@ -299,7 +299,7 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
                                                    record_id=p.record_id)
     write_rows(conn, t.profile_fragments, _FRAGMENT_COLUMNS, [
         (d, nid, sandbox_id, _json(f.body), f.updated_ms, None if f.leaf_ms is None else _json(f.leaf_ms), f.record_id)
-        for (d, nid), f in changed.items()], conflict=["dataset_id", "identity_id"], update=_FRAGMENT_COLUMNS[3:])
+        for (d, nid), f in changed.items()], conflict=["identity_id", "dataset_id"], update=_FRAGMENT_COLUMNS[3:])
     write_rows(conn, t.profile_records, _RECORD_INDEX_COLUMNS, [
         (gs.node[prim][0], p.time_series, p.ts_ms if p.ts_ms is not None else now, p.dataset.id, p.record_id)
         for p, prim in zip(items, primaries)], conflict=_RECORD_INDEX_COLUMNS)

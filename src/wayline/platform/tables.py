@@ -142,7 +142,8 @@ identity_namespaces = sa.Table(
 
 identities = sa.Table(
     "identities", metadata,
-    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    # INTEGER on SQLite: the id is the rowid itself, not a second B-tree (ids are still given by the writer).
+    sa.Column("id", BigId, primary_key=True, autoincrement=False),
     sa.Column("sandbox_id", sa.String(64), nullable=False),
     sa.Column("ns", sa.String(64), nullable=False),
     sa.Column("value", sa.String(1024), nullable=False),
@@ -199,14 +200,14 @@ merge_policies = sa.Table(
 # attribute by attribute (wayline.platform.merging.upsert).
 profile_fragments = sa.Table(
     "profile_fragments", metadata,
-    sa.Column("dataset_id", sa.String(40), primary_key=True),
+    # Identity first: the key also serves reads of an identity's fragments, so no second index is kept.
     sa.Column("identity_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("dataset_id", sa.String(40), primary_key=True),
     sa.Column("sandbox_id", sa.String(64), nullable=False),
     sa.Column("body", JSONDoc, nullable=False),
     sa.Column("updated_ms", sa.BigInteger, nullable=False),
     sa.Column("leaf_ms", JSONDoc, nullable=True),
     sa.Column("record_id", sa.String(500), nullable=True),
-    sa.Index("ix_profile_fragments_identity", "identity_id"),
 )
 
 # Every profile record (fragment sources and experience events) by its primary identity: what a

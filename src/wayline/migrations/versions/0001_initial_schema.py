@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-05 04:39:21.786268
+Create Date: 2026-12-05 05:46:14.186529
 """
 from alembic import op
 import sqlalchemy as sa
@@ -173,7 +173,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('sandbox_id', 'key', name=op.f('pk_idempotency_keys'))
     )
     op.create_table('identities',
-    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
     sa.Column('sandbox_id', sa.String(length=64), nullable=False),
     sa.Column('ns', sa.String(length=64), nullable=False),
     sa.Column('value', sa.String(length=1024), nullable=False),
@@ -280,18 +280,15 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('consumer', 'stream', 'key', name=op.f('pk_parked_keys'))
     )
     op.create_table('profile_fragments',
-    sa.Column('dataset_id', sa.String(length=40), nullable=False),
     sa.Column('identity_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('dataset_id', sa.String(length=40), nullable=False),
     sa.Column('sandbox_id', sa.String(length=64), nullable=False),
     sa.Column('body', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('updated_ms', sa.BigInteger(), nullable=False),
     sa.Column('leaf_ms', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('record_id', sa.String(length=500), nullable=True),
-    sa.PrimaryKeyConstraint('dataset_id', 'identity_id', name=op.f('pk_profile_fragments'))
+    sa.PrimaryKeyConstraint('identity_id', 'dataset_id', name=op.f('pk_profile_fragments'))
     )
-    with op.batch_alter_table('profile_fragments', schema=None) as batch_op:
-        batch_op.create_index('ix_profile_fragments_identity', ['identity_id'], unique=False)
-
     op.create_table('profile_records',
     sa.Column('identity_id', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('is_event', sa.Boolean(), nullable=False),
@@ -489,9 +486,6 @@ def downgrade() -> None:
     op.drop_table('records')
     op.drop_table('profile_view')
     op.drop_table('profile_records')
-    with op.batch_alter_table('profile_fragments', schema=None) as batch_op:
-        batch_op.drop_index('ix_profile_fragments_identity')
-
     op.drop_table('profile_fragments')
     op.drop_table('parked_keys')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
