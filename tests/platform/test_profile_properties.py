@@ -12,7 +12,7 @@ import itertools
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.platform.profiling import pdg_default, person, profile, purchase, setup_profiles
@@ -187,3 +187,84 @@ def test_a_deleted_profile_leaves_nothing_behind(client, runtime, world, recs, w
     survivors = [n for n, r in enumerate(recs) if (POOL[r["idents"][0]][0], f"{tag}{POOL[r['idents'][0]][1]}")
                  not in gone]
     assert owned == len(survivors) and recs_left == len(survivors)
+
+
+# -- the stored graph against the pure core ---------------------------------------------------------
+
+GRAPH_POOL = [("CRMID", "1"), ("CRMID", "2"), ("Email", "a@x.io"), ("Email", "b@x.io"), ("Phone", "+3"),
+              ("Phone", "+4"), ("Email", "c@x.io"), ("Phone", "+5")]
+GRAPH_LIMIT = 4
+linked = st.fixed_dictionaries({
+    "idents": st.lists(st.sampled_from(range(len(GRAPH_POOL))), min_size=1, max_size=3, unique=True),
+    "ts": st.sampled_from(TIMES),
+})
+
+
+def _linked(idents: list[int], day: int) -> dict:
+    return {"idents": idents, "ts": TIMES[day]}
+
+
+@settings(SETTINGS, max_examples=40)
+@given(batches=st.lists(st.lists(linked, min_size=1, max_size=5), min_size=1, max_size=4))
+# a stored graph with links merges into one with a smaller id, in a later unit, within the limit
+@example(batches=[[_linked([4, 5], 0)], [_linked([0, 2], 1)], [_linked([2, 4], 2)]])
+# a stored link seen again later, then in between
+@example(batches=[[_linked([0, 2], 0)], [_linked([2, 0], 2)], [_linked([0, 2], 1)]])
+# an eviction after a merge in the same unit, then the evicting graph is linked again
+@example(batches=[[_linked([0], 0), _linked([0, 1, 2], 0), _linked([0, 1, 3, 4], 0), _linked([0], 0)]])
+# a stored graph read whole for an eviction: stored links kept, moved, or gone with the evicted
+@example(batches=[[_linked([0, 2], 0), _linked([4, 6], 0)], [_linked([1, 4], 1)], [_linked([2, 4, 5], 2)]])
+def test_stored_graphs_equal_the_pure_core_across_units_and_evictions(client, runtime, world, batches):
+    """Records posted several to a request (one unit of work each) under a small graph limit: the
+    identities, links and their times as stored equal `graph.stitch` applied record by record."""
+    from datetime import datetime
+
+    from wayline.platform import graph as core
+    from wayline.platform.identity import Ident
+
+    runtime.settings.limits.identity_graph_limit = GRAPH_LIMIT
+    tag = f"g{next(_run)}-"
+    of: dict = {}  # the reference: Ident -> its Graph
+    n = 0
+    for batch in batches:
+        body = []
+        for r in batch:
+            idents = [Ident(GRAPH_POOL[i][0], f"{tag}{GRAPH_POOL[i][1]}") for i in r["idents"]]
+            im: dict = {}
+            for k, i in enumerate(idents):
+                im.setdefault(i.ns, []).append({"id": i.value, "primary": k == 0})
+            body.append(person(f"{tag}r{n}", r["ts"], im))
+            n += 1
+            ms = int(datetime.fromisoformat(r["ts"]).timestamp() * 1000)
+            current = {id(of[i]): of[i] for i in idents if i in of}
+            res = core.stitch(list(current.values()), idents, ms, limit=GRAPH_LIMIT)
+            for g in (res.graph, *res.detached):
+                for i in g.members:
+                    of[i] = g
+        resp = client.post(f"/datasets/{world.crm}/records", json=body)
+        assert resp.status_code == 200 and resp.json().get("validation") != "failed", resp.text
+
+    expect_graphs = {frozenset(g.members) for g in of.values()}
+    expect_members = {i: (m.first_seen_ms, m.last_seen_ms) for g in of.values() for i, m in g.members.items()}
+    expect_links = {k: (v.first_seen_ms, v.last_seen_ms) for g in of.values() for k, v in g.links.items()}
+
+    def stored(c):
+        rows = c.execute(sa.select(t.identities).where(t.identities.c.value.like(f"{tag}%"))).all()
+        ids = {r.id: r for r in rows}
+        links = c.execute(sa.select(t.identity_links).where(t.identity_links.c.a_id.in_(list(ids)))).all()
+        return ids, links
+
+    ids, links = runtime.store.read_sync(stored)
+    ident = {k: Ident(r.ns, r.value) for k, r in ids.items()}
+    by_graph: dict = {}
+    for k, r in ids.items():
+        by_graph.setdefault(r.graph_id, set()).add(k)
+    assert {frozenset(ident[k] for k in ks) for ks in by_graph.values()} == expect_graphs
+    assert all(gid == min(ks) for gid, ks in by_graph.items()), "a graph's id is its smallest member id"
+    assert {ident[k]: (r.first_seen_ms, r.last_seen_ms) for k, r in ids.items()} == expect_members
+    got_links = {}
+    for x in links:
+        assert x.b_id in ids and ids[x.a_id].graph_id == ids[x.b_id].graph_id == x.graph_id, x
+        a, b = ident[x.a_id], ident[x.b_id]
+        got_links[(a, b) if a < b else (b, a)] = (x.first_seen_ms, x.last_seen_ms)
+    assert got_links == expect_links

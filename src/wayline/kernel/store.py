@@ -451,10 +451,13 @@ def upsert_many(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
 
 
 def write_rows(conn: Connection, table: sa.Table, cols: Sequence[str], rows: Sequence[Sequence[Any]], *,
-               conflict: Sequence[str], update: Sequence[str] = ()) -> None:
+               conflict: Sequence[str], update: Sequence[str] = (), widen: tuple[str, str] | None = None) -> None:
     """`insert_ignore(returning=False)` (no `update`) or `upsert_many` for rows given as tuples in
     the order of `cols`, JSON columns already serialised to text: for the hottest writes, which
-    build their rows as tuples rather than as dicts to be flattened (measured ~1 us a row less)."""
+    build their rows as tuples rather than as dicts to be flattened (measured ~1 us a row less).
+
+    `widen` names a (first, last) pair of columns that, on a conflict, grow to cover both the stored
+    span and the new one (the earlier first, the later last) instead of being replaced."""
     if not rows:
         return
     dialect = conn.dialect.name
@@ -462,13 +465,19 @@ def write_rows(conn: Connection, table: sa.Table, cols: Sequence[str], rows: Seq
     chunk = max(1, min(500, 30_000 // len(cols)))
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
-        key = (dialect, table.name, cols, tuple(conflict), tuple(update), len(part), "rows")
+        key = (dialect, table.name, cols, tuple(conflict), tuple(update), widen, len(part), "rows")
         sql = _INSERT_SQL.get(key)
         if sql is None:
             mark = "?" if dialect == "sqlite" else "%s"
             one = "(" + ", ".join(mark + ("::jsonb" if dialect == "postgresql" and isinstance(table.c[c].type, sa.JSON)
                                           else "") for c in cols) + ")"
-            action = ("DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in update)) if update else "DO NOTHING"
+            sets = [f"{c} = excluded.{c}" for c in update]
+            if widen is not None:
+                least, greatest = ("min", "max") if dialect == "sqlite" else ("least", "greatest")
+                first, last = widen
+                sets += [f"{first} = {least}({table.name}.{first}, excluded.{first})",
+                         f"{last} = {greatest}({table.name}.{last}, excluded.{last})"]
+            action = ("DO UPDATE SET " + ", ".join(sets)) if sets else "DO NOTHING"
             sql = (f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES {', '.join([one] * len(part))} "
                    f"ON CONFLICT ({', '.join(conflict)}) {action}")
             _INSERT_SQL[key] = sql

@@ -122,41 +122,59 @@ class _Touch:
 
 
 class _Graphs:
-    """The graphs a unit of work touches, loaded once and kept in memory while records are applied."""
+    """The graphs a unit of work touches, loaded once and kept in memory while records are applied.
+
+    Every member of a touched graph is loaded, its links only when the graph limit needs them: an
+    eviction needs the whole graph to know what it cuts off, ordinary linking does not. A graph in
+    memory therefore holds the links seen in this unit plus, once loaded, its stored ones; `lazy`
+    names the stored graphs whose links were not read (they move to the graph's id when written).
+    """
 
     def __init__(self, conn: Connection, sandbox_id: str, idents: Iterable[Ident]) -> None:
         self.conn, self.sandbox_id = conn, sandbox_id
         self.node: dict[Ident, Any] = {}  # Ident -> [id, graph_id, first, last, event_count]
         self.loaded: dict[Ident, tuple[int, int, int, int]] = {}  # Ident -> (graph_id, first, last, events)
         self._keep: list[graph.Graph] = []  # graphs stay alive, so id(Graph) keys are never reused
-        members = _members_of_graphs(conn, sandbox_id, idents)
-        gids = {r[3] for r in members}  # graph_id
-        links = _rows_by_graph(conn, t.identity_links, gids) if gids else []
-        by_id: dict[int, Ident] = {}
-        graphs: dict[int, graph.Graph] = {gid: graph.Graph({}, {}) for gid in gids}
-        node, loaded, member = self.node, self.loaded, graph.Member
-        for iid, ns, value, gid, first, last, events in members:  # (row unpacking: the hot loop)
+        self.by_id: dict[int, Ident] = {}
+        graphs: dict[int, graph.Graph] = {}
+        node, loaded, by_id, member = self.node, self.loaded, self.by_id, graph.Member
+        for iid, ns, value, gid, first, last, events in _members_of_graphs(conn, sandbox_id, idents):
             i = Ident(ns, value)
             by_id[iid] = i
             node[i] = [iid, gid, first, last, events]
             loaded[i] = (gid, first, last, events)
-            graphs[gid].members[i] = member(first, last)
-        self.links0: dict[tuple[int, int], tuple[int, int, int]] = {}
-        link = graph.Link
-        for a_id, b_id, gid, first, last in links:
-            a, b = by_id[a_id], by_id[b_id]
-            graphs[gid].links[(a, b) if a < b else (b, a)] = link(first, last)
-            self.links0[(a_id, b_id)] = (gid, first, last)
+            g = graphs.get(gid)
+            if g is None:
+                g = graphs[gid] = graph.Graph({}, {})
+            g.members[i] = member(first, last)
+        self.links0: dict[tuple[int, int], tuple[int, int, int]] = {}  # stored links that were read
         self.of: dict[Ident, graph.Graph] = {}
         self.old_gid: dict[int, int] = {}  # id(Graph) -> graph id it was loaded with
+        self.lazy: dict[int, set[int]] = {}  # id(Graph) -> stored graph ids whose links were not read
         for gid, g in graphs.items():
             self._keep.append(g)
             self.old_gid[id(g)] = gid
+            self.lazy[id(g)] = {gid}
             for i in g.members:
                 self.of[i] = g
         self.loaded_gids = set(graphs)
         self.touch: dict[int, _Touch] = {}  # id(Graph) -> what happened to it
         self.events: list[tuple[int, str, dict[str, Any]]] = []  # (id(Graph), kind, detail)
+        self.successor: dict[int, graph.Graph] = {}  # id(Graph) -> the graph a later record made of it
+
+    def _read_links(self, g: graph.Graph) -> None:
+        """Complete `g` with the stored links of its lazy graphs (times combined with this unit's)."""
+        gids = self.lazy.pop(id(g), None)
+        if not gids:
+            return
+        by_id, links, link = self.by_id, g.links, graph.Link
+        for a_id, b_id, gid, first, last in _rows_by_graph(self.conn, t.identity_links, gids):
+            self.links0[(a_id, b_id)] = (gid, first, last)
+            a, b = by_id[a_id], by_id[b_id]
+            key = (a, b) if a < b else (b, a)
+            seen = links.get(key)
+            links[key] = link(first, last) if seen is None else link(
+                min(first, seen.first_seen_ms), max(last, seen.last_seen_ms))
 
     def stitch(self, idents: list[Ident], at_ms: int, limit: int) -> graph.Graph:
         current: dict[int, graph.Graph] = {}
@@ -164,17 +182,26 @@ class _Graphs:
             g = self.of.get(i)
             if g is not None:
                 current[id(g)] = g
+        size = sum(len(g.members) for g in current.values()) + sum(1 for i in set(idents) if i not in self.of)
+        if size > limit:  # an eviction: it needs every link of the graphs involved
+            for g in current.values():
+                self._read_links(g)
         res = graph.stitch(list(current.values()), idents, at_ms, limit=limit)
         self._keep += [res.graph, *res.detached]
+        lazy: set[int] = set()
         carried: set[int] = set()
         changes: set[str] = set()
         for g in current.values():
+            self.successor[id(g)] = res.graph
+            lazy |= self.lazy.pop(id(g), set())
             before = self.touch.pop(id(g), None)
             if before is not None:
                 changes |= before.changes
                 carried |= before.previous
             if id(g) in self.old_gid:
                 carried.add(self.old_gid[id(g)])
+        if lazy:  # (never after an eviction: its graphs were read whole)
+            self.lazy[id(res.graph)] = lazy
         for g in (res.graph, *res.detached):
             for i in g.members:
                 self.of[i] = g
@@ -210,6 +237,49 @@ class _Graphs:
         for g in self.of.values():
             seen[id(g)] = g
         return list(seen.values())
+
+    def final_of(self, key: int) -> int:
+        """The final graph (its id()) that the graph `key` became through later records of the unit."""
+        while key in self.successor:
+            key = id(self.successor[key])
+        return key
+
+    def write(self, sandbox_id: str, finals: list[graph.Graph], gid_of: dict[int, int]) -> None:
+        """Identities and links: what differs from what was read; lazy graphs' links move to their new id."""
+        conn, node, loaded = self.conn, self.node, self.loaded
+        inserts, updates = [], []
+        for g in finals:
+            gid = gid_of[id(g)]
+            for i, m in g.members.items():
+                n = node[i]
+                if n[1] is None:
+                    inserts.append((n[0], sandbox_id, i.ns, i.value, gid, m.first_seen_ms, m.last_seen_ms, n[4]))
+                elif loaded[i] != (gid, m.first_seen_ms, m.last_seen_ms, n[4]):
+                    updates.append((gid, m.first_seen_ms, m.last_seen_ms, n[4], n[0]))
+        if inserts:
+            write_rows(conn, t.identities, _IDENTITY_COLUMNS, inserts, conflict=["id"])
+        if updates:
+            conn.exec_driver_sql(_sql(conn, "UPDATE identities SET graph_id = ?, first_seen_ms = ?, "
+                                            "last_seen_ms = ?, event_count = ? WHERE id = ?"), updates)
+        moved = [(gid_of[id(g)], old) for g in finals for old in self.lazy.get(id(g), ()) if old != gid_of[id(g)]]
+        if moved:
+            conn.exec_driver_sql(_sql(conn, "UPDATE identity_links SET graph_id = ? WHERE graph_id = ?"), moved)
+        links0 = self.links0
+        now: dict[tuple[int, int], tuple[int, int, int]] = {}
+        rows = []
+        for g in finals:
+            gid = gid_of[id(g)]
+            for (a, b), ln in g.links.items():
+                x, y = node[a][0], node[b][0]
+                k = (x, y) if x < y else (y, x)
+                v = now[k] = (gid, ln.first_seen_ms, ln.last_seen_ms)
+                if links0.get(k) != v:  # unread (maybe stored: its times widen), new, or changed
+                    rows.append((*k, *v))
+        gone = [k for k in links0 if k not in now]
+        if gone:
+            conn.exec_driver_sql(_sql(conn, "DELETE FROM identity_links WHERE a_id = ? AND b_id = ?"), gone)
+        write_rows(conn, t.identity_links, _LINK_COLUMNS, rows, conflict=["a_id", "b_id"], update=["graph_id"],
+                   widen=("first_seen_ms", "last_seen_ms"))
 
 
 def apply(conn: Connection, items: Sequence[Prepared], received_ms: int, limits: Limits) -> None:
@@ -251,37 +321,8 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
     for p, prim in zip(items, primaries):
         if p.time_series:
             gs.node[prim][4] += 1
-    # 3. identities and links: write what differs from what was loaded
-    inserts, updates = [], []
-    for g in finals:
-        gid = gid_of[id(g)]
-        for i, m in g.members.items():
-            node = gs.node[i]
-            if node[1] is None:
-                inserts.append((node[0], sandbox_id, i.ns, i.value, gid, m.first_seen_ms, m.last_seen_ms, node[4]))
-            elif gs.loaded[i] != (gid, m.first_seen_ms, m.last_seen_ms, node[4]):
-                updates.append((gid, m.first_seen_ms, m.last_seen_ms, node[4], node[0]))
-    if inserts:
-        write_rows(conn, t.identities, _IDENTITY_COLUMNS, inserts, conflict=["id"])
-    if updates:
-        conn.exec_driver_sql(_sql(conn, "UPDATE identities SET graph_id = ?, first_seen_ms = ?, last_seen_ms = ?, "
-                                        "event_count = ? WHERE id = ?"), updates)
-    link_now: dict[tuple[int, int], tuple[int, int, int]] = {}
-    for g in finals:
-        gid = gid_of[id(g)]
-        for (a, b), ln in g.links.items():
-            x, y = gs.node[a][0], gs.node[b][0]
-            link_now[(min(x, y), max(x, y))] = (gid, ln.first_seen_ms, ln.last_seen_ms)
-    gone = [k for k in gs.links0 if k not in link_now]
-    if gone:
-        conn.exec_driver_sql(_sql(conn, "DELETE FROM identity_links WHERE a_id = ? AND b_id = ?"), gone)
-    link_new = [(a, b, *v) for (a, b), v in link_now.items() if (a, b) not in gs.links0]
-    write_rows(conn, t.identity_links, _LINK_COLUMNS, link_new, conflict=["a_id", "b_id"])
-    link_upd = [(v[0], v[1], v[2], a, b) for (a, b), v in link_now.items()
-                if (a, b) in gs.links0 and gs.links0[(a, b)] != v]
-    if link_upd:
-        conn.exec_driver_sql(_sql(conn, "UPDATE identity_links SET graph_id = ?, first_seen_ms = ?, last_seen_ms = ? "
-                                        "WHERE a_id = ? AND b_id = ?"), link_upd)
+    # 3. identities and links
+    gs.write(sandbox_id, finals, gid_of)
     # 4. fragments and the record index. Every fragment of every loaded member is read once: the
     # upserts need some of them and the view refresh needs all of them.
     frag_items = [(p, gs.node[prim][0]) for p, prim in zip(items, primaries) if not p.time_series]
@@ -306,7 +347,8 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
     # 5. graph events
     if gs.events:
         conn.execute(t.graph_events.insert(), [
-            {"sandbox_id": sandbox_id, "graph_id": gid_of[gkey], "kind": kind, "detail": detail, "at_ms": now}
+            {"sandbox_id": sandbox_id, "graph_id": gid_of[gs.final_of(gkey)], "kind": kind, "detail": detail,
+             "at_ms": now}
             for gkey, kind, detail in gs.events])
     # 6. the view of every touched profile, and one change event each
     touched = [g for g in finals if id(g) in gs.touch]
