@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from wayline.kernel import tables as t
+from wayline.kernel.store import row_chunks
 
 _PG_OUTBOX_LOCK = 0x5761796C  # "Wayl"
 CHANNEL = "wayline_outbox"  # PostgreSQL NOTIFY channel: outbox rows were committed
@@ -116,19 +117,14 @@ def add_many(conn: Connection, messages: list[tuple[str, str, str, Any]], *, now
 
 
 _SQLITE_SQL: dict[tuple[str, int], str] = {}
-_CHUNK = 2_000  # rows per statement: SQLite allows 32,766 parameters
 _KEYS_CHUNK = 500  # keys per IN list
 
 
 def _sqlite_sql(name: str, n: int) -> str:
     sql = _SQLITE_SQL.get((name, n))
     if sql is None:
-        marks = ", ".join(["?"] * n)
-        if name == "marks":
-            sql = f"SELECT key, last_seq FROM stream_keys WHERE stream = ? AND key IN ({marks})"
-        else:
-            sql = ("INSERT INTO outbox (stream, key, seq, type, payload, created_ms) VALUES "
-                   + ", ".join(["(?, ?, ?, ?, ?, ?)"] * n))
+        sql = ("INSERT INTO outbox (stream, key, seq, type, payload, created_ms) VALUES "
+               + ", ".join(["(?, ?, ?, ?, ?, ?)"] * n))
         _SQLITE_SQL[(name, n)] = sql
     return sql
 
@@ -139,7 +135,8 @@ _NEWEST = {"sqlite": "SELECT k.value, (SELECT max(o.seq) FROM outbox o WHERE o.s
                      "FROM json_each(?) AS k",
            "postgresql": "SELECT k, (SELECT o.seq FROM outbox o WHERE o.stream = %s AND o.key = k "
                          "ORDER BY o.seq DESC LIMIT 1) FROM unnest(%s::text[]) AS k"}
-_PG_MARKS = "SELECT key, last_seq FROM stream_keys WHERE stream = %s AND key = ANY(%s)"
+_MARKS = {"sqlite": "SELECT key, last_seq FROM stream_keys WHERE stream = ? AND key IN (SELECT value FROM json_each(?))",
+          "postgresql": "SELECT key, last_seq FROM stream_keys WHERE stream = %s AND key = ANY(%s)"}
 
 
 def next_seqs(conn: Connection, messages: list[tuple[str, str, str, Any]]) -> dict[tuple[str, str], int]:
@@ -152,17 +149,14 @@ def next_seqs(conn: Connection, messages: list[tuple[str, str, str, Any]]) -> di
     for s, k, _, _ in messages:
         keys.setdefault(s, {})[k] = None
     last: dict[tuple[str, str], int] = {}
-    sqlite_ = conn.dialect.name == "sqlite"
+    dialect = conn.dialect.name
     for stream, ks in keys.items():
         uniq = list(ks)
         for start in range(0, len(uniq), _KEYS_CHUNK):
             part = uniq[start:start + _KEYS_CHUNK]
-            newest = conn.exec_driver_sql(_NEWEST["sqlite" if sqlite_ else "postgresql"],
-                                          (stream, orjson.dumps(part).decode() if sqlite_ else part)).all()
-            if sqlite_:
-                marked = conn.exec_driver_sql(_sqlite_sql("marks", len(part)), (stream, *part)).all()
-            else:
-                marked = conn.exec_driver_sql(_PG_MARKS, (stream, part)).all()
+            param = orjson.dumps(part).decode() if dialect == "sqlite" else part
+            newest = conn.exec_driver_sql(_NEWEST[dialect], (stream, param)).all()
+            marked = conn.exec_driver_sql(_MARKS[dialect], (stream, param)).all()
             for k, seq in newest + marked:
                 if seq is not None and seq > last.get((stream, k), 0):
                     last[(stream, k)] = seq
@@ -175,8 +169,7 @@ def _add_many_sqlite(conn: Connection, messages: list[tuple[str, str, str, Any]]
     to keep RETURNING in order; measured 9x the writer CPU under load). The single writer holds the
     database, so one multi-row INSERT gets consecutive rowids ending at last_insert_rowid()."""
     out: list[Message] = []
-    for start in range(0, len(messages), _CHUNK):
-        part = messages[start:start + _CHUNK]
+    for part in row_chunks(messages, 6):
         rows = []
         for s, k, ty, p in part:
             seq = nxt[(s, k)]

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from wayline.config import Limits
 from wayline.kernel import outbox
 from wayline.kernel.problems import FieldError, Problem
-from wayline.kernel.store import RawJSON, insert_ignore
+from wayline.kernel.store import RawJSON, insert_ignore, row_chunks
 from wayline.platform import profiles
 from wayline.platform import tables as t
 from wayline.platform.datasets import Dataset
@@ -192,9 +192,7 @@ def _insert_records(conn: Connection, good: list[Prepared], received_ms: int) ->
                  "received_ms": received_ms} for p in good]
         return set(insert_ignore(conn, t.records, rows, ["dataset_id", "record_id"]))
     inserted = 0
-    chunk = 30_000 // len(_RECORD_COLUMNS)
-    for start in range(0, len(good), chunk):
-        part = good[start:start + chunk]
+    for part in row_chunks(good, len(_RECORD_COLUMNS)):
         sql = _SQLITE_INSERT.get(len(part))
         if sql is None:
             one = "(" + ", ".join("?" * len(_RECORD_COLUMNS)) + ")"

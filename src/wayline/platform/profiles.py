@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from wayline.config import Limits
 from wayline.kernel import outbox
-from wayline.kernel.store import write_rows
+from wayline.kernel.store import in_list, list_param, write_rows
 from wayline.platform import contracts, graph, identity, merging
 from wayline.platform import tables as t
 from wayline.platform.identity import Ident
@@ -388,9 +388,7 @@ def refresh_view(conn: Connection, sandbox_id: str, keys: dict[int, list[int]], 
     identities, already in memory; otherwise they are read."""
     vanished = [k for k in vanished if k not in keys]
     if vanished:
-        for part in _chunks(vanished):
-            conn.execute(t.profile_view.delete().where(t.profile_view.c.sandbox_id == sandbox_id,
-                                                       t.profile_view.c.key.in_(part)))
+        _delete_views(conn, sandbox_id, vanished)
     if not keys:
         return
     all_ids = [i for ids in keys.values() for i in ids]
@@ -409,9 +407,13 @@ def refresh_view(conn: Connection, sandbox_id: str, keys: dict[int, list[int]], 
         body = merging.merge(fs, eff.policy, fresh=False).profile  # only serialised
         rows.append((sandbox_id, key, eff.stamp, _json(body), n, now))
     write_rows(conn, t.profile_view, _VIEW_COLUMNS, rows, conflict=_VIEW_COLUMNS[:2], update=_VIEW_COLUMNS[2:])
-    for part in _chunks(empty):
-        conn.execute(t.profile_view.delete().where(t.profile_view.c.sandbox_id == sandbox_id,
-                                                   t.profile_view.c.key.in_(part)))
+    if empty:
+        _delete_views(conn, sandbox_id, empty)
+
+
+def _delete_views(conn: Connection, sandbox_id: str, keys: Sequence[int]) -> None:
+    conn.exec_driver_sql(_in_sql(conn, "DELETE FROM profile_view WHERE sandbox_id = ? AND key {}"),
+                         (sandbox_id, list_param(conn, keys)))
 
 
 def fragments_of(conn: Connection, identity_ids: Sequence[int],
@@ -420,23 +422,21 @@ def fragments_of(conn: Connection, identity_ids: Sequence[int],
     -> Ident), when the caller has them, spares the join that reads each fragment's identity."""
     out: dict[int, list[merging.Fragment]] = {}
     fragment = merging.Fragment
-    for part in _chunks(list(dict.fromkeys(identity_ids))):
-        if idents is not None:
-            rows = conn.exec_driver_sql(_in_sql(
+    ids = list_param(conn, list(dict.fromkeys(identity_ids)))
+    if idents is not None:
+        for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id in conn.exec_driver_sql(_in_sql(
                 conn, "SELECT dataset_id, identity_id, body, updated_ms, leaf_ms, record_id "
-                      "FROM profile_fragments WHERE identity_id IN ({})", len(part)), tuple(part)).all()
-            for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id in rows:
-                i = idents[identity_id]
-                out.setdefault(identity_id, []).append(fragment(
-                    dataset_id, i.ns, i.value, _loads(body), updated_ms, record_id, _loads(leaf_ms) or None))
-            continue
-        rows = conn.exec_driver_sql(_in_sql(
-            conn, "SELECT f.dataset_id, f.identity_id, f.body, f.updated_ms, f.leaf_ms, f.record_id, i.ns, i.value "
-                  "FROM profile_fragments f JOIN identities i ON i.id = f.identity_id WHERE f.identity_id IN ({})",
-            len(part)), tuple(part)).all()
-        for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id, ns, value in rows:
+                      "FROM profile_fragments WHERE identity_id {}"), (ids,)).all():
+            i = idents[identity_id]
             out.setdefault(identity_id, []).append(fragment(
-                dataset_id, ns, value, _loads(body), updated_ms, record_id, _loads(leaf_ms) or None))
+                dataset_id, i.ns, i.value, _loads(body), updated_ms, record_id, _loads(leaf_ms) or None))
+        return out
+    for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id, ns, value in conn.exec_driver_sql(_in_sql(
+            conn, "SELECT f.dataset_id, f.identity_id, f.body, f.updated_ms, f.leaf_ms, f.record_id, i.ns, i.value "
+                  "FROM profile_fragments f JOIN identities i ON i.id = f.identity_id WHERE f.identity_id {}"),
+            (ids,)).all():
+        out.setdefault(identity_id, []).append(fragment(
+            dataset_id, ns, value, _loads(body), updated_ms, record_id, _loads(leaf_ms) or None))
     return out
 
 
@@ -496,28 +496,28 @@ def _members_of_graphs(conn: Connection, sandbox_id: str, idents: Iterable[Ident
     for i in idents:
         by_ns.setdefault(i.ns, []).append(i.value)
     out: dict[int, Any] = {}
+    sql = _in_sql(conn, _MEMBERS_SQL)
     for ns, values in sorted(by_ns.items()):
-        for part in _chunks(sorted(values)):
-            for r in conn.exec_driver_sql(_in_sql(conn, _MEMBERS_SQL, len(part)), (sandbox_id, ns, *part)):
-                out[r[0]] = r
+        for r in conn.exec_driver_sql(sql, (sandbox_id, ns, list_param(conn, values))):
+            out[r[0]] = r
     return list(out.values())
 
 
 _MEMBERS_SQL = ("SELECT id, ns, value, graph_id, first_seen_ms, last_seen_ms, event_count FROM identities "
-                "WHERE graph_id IN (SELECT graph_id FROM identities WHERE sandbox_id = ? AND ns = ? AND value IN ({}))")
+                "WHERE graph_id IN (SELECT graph_id FROM identities WHERE sandbox_id = ? AND ns = ? AND value {})")
 
 
-_IN_SQL: dict[tuple[str, str, int], str] = {}
+_IN_SQL: dict[tuple[str, str], str] = {}
 
 
-def _in_sql(conn: Connection, template: str, n: int) -> str:
-    """Raw SQL with an IN list of n parameters, cached per shape (building Core statements per unit
-    costs more than running them)."""
-    key = (conn.dialect.name, template, n)
+def _in_sql(conn: Connection, template: str) -> str:
+    """Raw SQL whose `{}` is an IN over one list parameter (`store.in_list`): one statement text for
+    any number of values, prepared once. Cached per dialect: building Core statements per unit of
+    ingestion costs more than running them."""
+    key = (conn.dialect.name, template)
     sql = _IN_SQL.get(key)
     if sql is None:
-        sql = _sql(conn, template.format(", ".join(["?"] * n)))
-        _IN_SQL[key] = sql
+        sql = _IN_SQL[key] = _sql(conn, template).format(in_list(conn))
     return sql
 
 
@@ -525,11 +525,8 @@ _GRAPH_COLUMNS = {"identity_links": "a_id, b_id, graph_id, first_seen_ms, last_s
 
 
 def _rows_by_graph(conn: Connection, table: sa.Table, gids: Iterable[int]) -> list[Any]:
-    out: list[Any] = []
-    template = f"SELECT {_GRAPH_COLUMNS[table.name]} FROM {table.name} WHERE graph_id IN ({{}})"
-    for part in _chunks(sorted(gids)):
-        out += conn.exec_driver_sql(_in_sql(conn, template, len(part)), tuple(part)).all()
-    return out
+    template = f"SELECT {_GRAPH_COLUMNS[table.name]} FROM {table.name} WHERE graph_id {{}}"
+    return conn.exec_driver_sql(_in_sql(conn, template), (list_param(conn, sorted(gids)),)).all()
 
 
 def _sql(conn: Connection, sql: str) -> str:
