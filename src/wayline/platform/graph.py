@@ -80,11 +80,15 @@ def stitch(existing: Iterable[Graph], idents: Sequence[Ident], at_ms: int, *,
         raise ValueError("a record without identities has nothing to stitch")
     if len(record) > limit:
         raise ValueError(f"a record with {len(record)} identities exceeds the graph limit of {limit}")
+    graphs = list(existing)
+    if not graphs:  # new identities only (the common case): the record is the graph, already in order
+        return StitchResult(Graph({a: Member(at_ms, at_ms) for a in record},
+                                  {(a, b): Link(at_ms, at_ms) for n, a in enumerate(record) for b in record[n + 1:]}),
+                            [], [])
     in_record = set(record)
 
     # Members and links are never changed in place (a changed one is replaced), so the result can
     # share the unchanged ones with `existing`; the graphs are disjoint, so their dicts just combine.
-    graphs = list(existing)
     members: dict[Ident, Member] = {}
     links: dict[LinkKey, Link] = {}
     for g in graphs:

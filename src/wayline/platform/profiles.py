@@ -177,60 +177,67 @@ class _Graphs:
                 min(first, seen.first_seen_ms), max(last, seen.last_seen_ms))
 
     def stitch(self, idents: list[Ident], at_ms: int, limit: int) -> graph.Graph:
+        """Link one record's identities (distinct, primary first) into the graphs of this unit."""
+        of = self.of
         current: dict[int, graph.Graph] = {}
-        for i in idents:
-            g = self.of.get(i)
-            if g is not None:
+        fresh = 0  # identities no graph holds yet
+        linked = False  # a new identity joins the first: a new link (a merge is one too)
+        for n, i in enumerate(idents):
+            g = of.get(i)
+            if g is None:
+                fresh += 1
+                linked = linked or n > 0
+            else:
                 current[id(g)] = g
-        size = sum(len(g.members) for g in current.values()) + sum(1 for i in set(idents) if i not in self.of)
-        if size > limit:  # an eviction: it needs every link of the graphs involved
-            for g in current.values():
+        graphs = list(current.values())
+        if fresh + sum(len(g.members) for g in graphs) > limit:  # an eviction needs every link involved
+            for g in graphs:
                 self._read_links(g)
-        res = graph.stitch(list(current.values()), idents, at_ms, limit=limit)
-        self._keep += [res.graph, *res.detached]
+        res = graph.stitch(graphs, idents, at_ms, limit=limit)
+        home = res.graph
+        touch = self.touch.pop(id(graphs[0]), None) if len(graphs) == 1 else None
+        if touch is None:
+            touch = _Touch(idents[0])
         lazy: set[int] = set()
-        carried: set[int] = set()
-        changes: set[str] = set()
-        for g in current.values():
-            self.successor[id(g)] = res.graph
-            lazy |= self.lazy.pop(id(g), set())
-            before = self.touch.pop(id(g), None)
+        for g in graphs:
+            key = id(g)
+            self.successor[key] = home
+            was_lazy = self.lazy.pop(key, None)
+            if was_lazy:
+                lazy |= was_lazy
+            before = self.touch.pop(key, None)
             if before is not None:
-                changes |= before.changes
-                carried |= before.previous
-            if id(g) in self.old_gid:
-                carried.add(self.old_gid[id(g)])
+                touch.changes |= before.changes
+                touch.previous |= before.previous
+                touch.fields |= before.fields
+            old = self.old_gid.get(key)
+            if old is not None:
+                touch.previous.add(old)
+        self.touch[id(home)] = touch
+        self._keep.append(home)
         if lazy:  # (never after an eviction: its graphs were read whole)
-            self.lazy[id(res.graph)] = lazy
-        for g in (res.graph, *res.detached):
-            for i in g.members:
-                self.of[i] = g
-        touch = self.touch.setdefault(id(res.graph), _Touch(idents[0]))
-        touch.changes |= changes
-        touch.previous |= carried
-        if len(current) > 1 or any(i not in self._members_before(current) for i in idents[1:]):
+            self.lazy[id(home)] = lazy
+        for i in home.members:
+            of[i] = home
+        if linked or len(graphs) > 1:
             touch.changes.add("link")
-        if len(current) > 1:
-            self.events.append((id(res.graph), "merge", {"graphs": len(current)}))
+        if len(graphs) > 1:
+            self.events.append((id(home), "merge", {"graphs": len(graphs)}))
         if res.evicted:
             touch.changes.add("overflow")
-            self.events.append((id(res.graph), "evict", {
+            self.events.append((id(home), "evict", {
                 "identities": [{"namespace": i.ns, "id": i.value} for i in res.evicted],
                 "reason": f"the graph limit of {limit} identities was exceeded; the oldest were removed"}))
         for d in res.detached:
+            self._keep.append(d)
+            for i in d.members:
+                of[i] = d
             dt = self.touch.setdefault(id(d), _Touch(min(d.members)))
             dt.changes.add("unlink")
-            dt.previous |= carried
+            dt.previous |= touch.previous
             if len(d.members) > 1 or not any(i in d.members for i in res.evicted):
                 self.events.append((id(d), "split", {"members": len(d.members)}))
-        return res.graph
-
-    @staticmethod
-    def _members_before(current: dict[int, graph.Graph]) -> set[Ident]:
-        out: set[Ident] = set()
-        for g in current.values():
-            out |= g.members.keys()
-        return out
+        return home
 
     def final(self) -> list[graph.Graph]:
         seen: dict[int, graph.Graph] = {}
