@@ -130,13 +130,15 @@ def _sqlite_sql(name: str, n: int) -> str:
 
 
 # The newest sequence of each key: one backward step into the (stream, key, seq) index per key, however
-# many messages the key has (a GROUP BY reads them all, and PostgreSQL may not even use that index).
-_NEWEST = {"sqlite": "SELECT k.value, (SELECT max(o.seq) FROM outbox o WHERE o.stream = ? AND o.key = k.value) "
-                     "FROM json_each(?) AS k",
-           "postgresql": "SELECT k, (SELECT o.seq FROM outbox o WHERE o.stream = %s AND o.key = k "
-                         "ORDER BY o.seq DESC LIMIT 1) FROM unnest(%s::text[]) AS k"}
-_MARKS = {"sqlite": "SELECT key, last_seq FROM stream_keys WHERE stream = ? AND key IN (SELECT value FROM json_each(?))",
-          "postgresql": "SELECT key, last_seq FROM stream_keys WHERE stream = %s AND key = ANY(%s)"}
+# many messages the key has (a GROUP BY reads them all, and PostgreSQL may not even use that index),
+# and the mark retention left for it, in the same pass over the keys.
+_NEWEST = {"sqlite": "SELECT k.value, (SELECT max(o.seq) FROM outbox o WHERE o.stream = ?1 AND o.key = k.value), "
+                     "(SELECT m.last_seq FROM stream_keys m WHERE m.stream = ?1 AND m.key = k.value) "
+                     "FROM json_each(?2) AS k",
+           "postgresql": "SELECT k, (SELECT o.seq FROM outbox o WHERE o.stream = %(s)s AND o.key = k "
+                         "ORDER BY o.seq DESC LIMIT 1), "
+                         "(SELECT m.last_seq FROM stream_keys m WHERE m.stream = %(s)s AND m.key = k) "
+                         "FROM unnest(%(k)s::text[]) AS k"}
 
 
 def next_seqs(conn: Connection, messages: list[tuple[str, str, str, Any]]) -> dict[tuple[str, str], int]:
@@ -154,12 +156,11 @@ def next_seqs(conn: Connection, messages: list[tuple[str, str, str, Any]]) -> di
         uniq = list(ks)
         for start in range(0, len(uniq), _KEYS_CHUNK):
             part = uniq[start:start + _KEYS_CHUNK]
-            param = orjson.dumps(part).decode() if dialect == "sqlite" else part
-            newest = conn.exec_driver_sql(_NEWEST[dialect], (stream, param)).all()
-            marked = conn.exec_driver_sql(_MARKS[dialect], (stream, param)).all()
-            for k, seq in newest + marked:
-                if seq is not None and seq > last.get((stream, k), 0):
-                    last[(stream, k)] = seq
+            params = (stream, orjson.dumps(part).decode()) if dialect == "sqlite" else {"s": stream, "k": part}
+            for k, seq, mark in conn.exec_driver_sql(_NEWEST[dialect], params).all():
+                top = max(seq or 0, mark or 0)
+                if top:
+                    last[(stream, k)] = top
     return {(s, k): last.get((s, k), 0) + 1 for s, ks in keys.items() for k in ks}
 
 

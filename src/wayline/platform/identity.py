@@ -182,14 +182,16 @@ def extract(entity: dict[str, Any], fields: tuple[IdentityField, ...], namespace
         elif (primary and not seen.primary) or (state is not None and seen.authenticated_state is None):
             found[ident] = Found(ident, seen.primary or primary, seen.authenticated_state or state,
                                  seen.pointer)
-        if primary and all(p.ident != ident for p in primaries):
-            if primaries:
+        if primary:
+            if not primaries:
+                primaries.append(Found(ident, True, state, where))
+            elif primaries[0].ident != ident and all(p.ident != ident for p in primaries):
                 first = primaries[0]
                 violations.append(_violation(flag, (
                     f"a second primary identity {ident.ns}:{ident.value!r}; {first.ident.ns}:"
                     f"{first.ident.value!r} at {first.pointer} is already primary, "
                     f"and a record has at most one")))
-            primaries.append(Found(ident, True, state, where))
+                primaries.append(Found(ident, True, state, where))
 
     for f in fields:
         value = _value_at(entity, f.path)
@@ -209,7 +211,8 @@ def extract(entity: dict[str, Any], fields: tuple[IdentityField, ...], namespace
                                          "identityMap is an object of namespace code → identities"))
             identity_map = {}
         for code, items in identity_map.items():
-            where_ns = pointer(["identityMap", code])
+            where_ns = (f"/identityMap/{code}" if type(code) is str and "~" not in code and "/" not in code
+                        else pointer(["identityMap", code]))
             if code not in namespaces:
                 violations.append(_violation(where_ns, _unknown(code, namespaces)))
                 continue
@@ -223,13 +226,12 @@ def extract(entity: dict[str, Any], fields: tuple[IdentityField, ...], namespace
                                                  "an object with id, authenticatedState, primary"))
                     continue
                 state = item.get("authenticatedState")
-                where = f"{base}{i}/id"
                 if "id" not in item:
-                    violations.append(_violation(where, "an identity item needs an id"))
+                    violations.append(_violation(f"{base}{i}/id", "an identity item needs an id"))
                     continue
                 add(code, item["id"], item.get("primary") is True,
                     state if isinstance(state, str) else DEFAULT_AUTHENTICATED_STATE,
-                    where, f"{base}{i}/primary")
+                    f"{base}{i}/id", f"{base}{i}/primary")
 
     count = len(found)
     where_all = "/identityMap" if has_map else ""
