@@ -417,33 +417,51 @@ def _overlay(bodies: list[dict], drop_id: bool) -> dict | None:
     fragment that has it (uniform times, no two fragments of equal strength): the common merge of
     ingestion, without the general machinery. Shares values with the bodies. None when a union
     field repeats a key within one body (that needs the general tie-break)."""
-    out: dict[str, Any] = {}
-    multi: dict[str, list[Any]] | None = None
+    out: dict[str, Any]
     ims: list[Any] = []
     pushes: list[Any] = []
-    for body in bodies:
-        for k, v in body.items():
-            if k == _IDENTITY_MAP:
-                ims.append(v)
-            elif k == _PUSH:
-                pushes.append(v)
-            else:
-                if k in out:
-                    if multi is None:
-                        multi = {}
-                    seen = multi.get(k)
-                    if seen is None:
-                        multi[k] = [out[k], v]
-                    else:
-                        seen.append(v)
-                out[k] = v  # the strongest so far
-    if drop_id:
-        out.pop("_id", None)
-    if multi is not None:
-        for k, values in multi.items():
-            if k in out and all(isinstance(v, dict) for v in values):  # objects everywhere: key by key
-                out[k] = _overlay_objects(values)
-            # else a leaf somewhere: the whole value of the strongest, already in out[k]
+    if len(bodies) == 2:  # the commonest: two fragments, laid over each other by dict unpacking
+        weak, strong = bodies
+        out = {**weak, **strong}
+        for body in bodies:
+            if _IDENTITY_MAP in body:
+                ims.append(body[_IDENTITY_MAP])
+            if _PUSH in body:
+                pushes.append(body[_PUSH])
+        out.pop(_IDENTITY_MAP, None)
+        out.pop(_PUSH, None)
+        for k in weak.keys() & strong.keys():
+            v, w = weak[k], strong[k]
+            if isinstance(v, dict) and isinstance(w, dict) and k != _IDENTITY_MAP and k != _PUSH:
+                out[k] = _overlay_pair(v, w)
+        if drop_id:
+            out.pop("_id", None)
+    else:
+        out = {}
+        multi: dict[str, list[Any]] | None = None
+        for body in bodies:
+            for k, v in body.items():
+                if k == _IDENTITY_MAP:
+                    ims.append(v)
+                elif k == _PUSH:
+                    pushes.append(v)
+                else:
+                    if k in out:
+                        if multi is None:
+                            multi = {}
+                        seen = multi.get(k)
+                        if seen is None:
+                            multi[k] = [out[k], v]
+                        else:
+                            seen.append(v)
+                    out[k] = v  # the strongest so far
+        if drop_id:
+            out.pop("_id", None)
+        if multi is not None:
+            for k, values in multi.items():
+                if k in out and all(isinstance(v, dict) for v in values):  # objects everywhere: key by key
+                    out[k] = _overlay_objects(values)
+                # else a leaf somewhere: the whole value of the strongest, already in out[k]
     if ims:
         by_ns: dict[str, dict[str, Any]] = {}
         seen_map = False
@@ -473,6 +491,16 @@ def _overlay(bodies: list[dict], drop_id: bool) -> dict | None:
             tokens.update(mine)
         if seen_push:
             out[_PUSH] = [tokens[x] for x in sorted(tokens)]
+    return out
+
+
+def _overlay_pair(weak: dict, strong: dict) -> dict:
+    """`_overlay_objects` of two objects: the stronger's keys over the weaker's, objects in both merged."""
+    out = {**weak, **strong}
+    for k in weak.keys() & strong.keys():
+        v, w = weak[k], strong[k]
+        if isinstance(v, dict) and isinstance(w, dict):
+            out[k] = _overlay_pair(v, w)
     return out
 
 

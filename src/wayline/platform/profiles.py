@@ -405,9 +405,15 @@ def refresh_view(conn: Connection, sandbox_id: str, keys: dict[int, list[int]], 
         counts = event_counts(conn, all_ids)
     rows = []
     empty = []
+    frags_of, count_of = frags.get, counts.get
     for key, ids in keys.items():
-        fs = [f for i in ids for f in frags.get(i, ())]
-        n = sum(counts.get(i, 0) for i in ids)
+        fs: list[merging.Fragment] = []
+        n = 0
+        for i in ids:
+            got = frags_of(i)
+            if got:
+                fs += got
+            n += count_of(i, 0)
         if not fs and not n:
             empty.append(key)
             continue
@@ -431,12 +437,16 @@ def fragments_of(conn: Connection, identity_ids: Sequence[int],
     fragment = merging.Fragment
     ids = list_param(conn, list(dict.fromkeys(identity_ids)))
     if idents is not None:
+        loads = _loads if conn.dialect.name != "sqlite" else orjson.loads  # (SQLite: always text)
         for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id in conn.exec_driver_sql(_in_sql(
                 conn, "SELECT dataset_id, identity_id, body, updated_ms, leaf_ms, record_id "
                       "FROM profile_fragments WHERE identity_id {}"), (ids,)).all():
             i = idents[identity_id]
-            out.setdefault(identity_id, []).append(fragment(
-                dataset_id, i.ns, i.value, _loads(body), updated_ms, record_id, _loads(leaf_ms) or None))
+            mine = out.get(identity_id)
+            if mine is None:
+                mine = out[identity_id] = []
+            mine.append(fragment(dataset_id, i.ns, i.value, loads(body), updated_ms, record_id,
+                                 None if leaf_ms is None else _loads(leaf_ms) or None))
         return out
     for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id, ns, value in conn.exec_driver_sql(_in_sql(
             conn, "SELECT f.dataset_id, f.identity_id, f.body, f.updated_ms, f.leaf_ms, f.record_id, i.ns, i.value "
