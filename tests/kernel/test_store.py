@@ -123,3 +123,18 @@ def test_sqlite_reads_through_a_memory_map_when_asked(db_url):
     finally:
         mapped.close()
         plain.close()
+
+
+def test_row_chunks_cover_the_rows_in_order_in_few_shapes():
+    from wayline.kernel.store import row_chunks
+
+    for n in (0, 1, 7, 333, 512, 1000, 1537):
+        rows = list(range(n))
+        parts = list(row_chunks(rows, 8))
+        assert [x for p in parts for x in p] == rows
+        assert all(len(p) & (len(p) - 1) == 0 and len(p) <= 512 for p in parts)  # powers of two
+        assert len(parts) <= n // 512 + 10
+        plain = list(row_chunks(rows, 8, shapes=False))  # PostgreSQL: the fewest statements
+        assert [x for p in plain for x in p] == rows and len(plain) == -(-n // 512)
+    assert {len(p) for p in row_chunks(list(range(3000)), 200)} == {128, 32, 16, 8}  # 30,000 // 200 -> 128 a chunk
+    assert sorted({len(p) for n in range(1, 600) for p in row_chunks(list(range(n)), 8)}) == [1 << k for k in range(10)]

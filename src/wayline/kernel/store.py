@@ -398,21 +398,25 @@ class Coalescer:
 _INSERT_SQL: dict[tuple[Any, ...], str] = {}
 
 
-def row_chunks(rows: Sequence[T], width: int) -> Iterator[Sequence[T]]:
+def row_chunks(rows: Sequence[T], width: int, *, shapes: bool = True) -> Iterator[Sequence[T]]:
     """`rows` cut into chunks of a few fixed sizes, for multi-row statements of `width` parameters a row.
 
     A statement's text is parsed and planned each time a connection first meets it (and again when
     it has fallen out of the statement cache), and a multi-row INSERT of a length not seen before is
-    a new text: preparing a 333-row INSERT took 0.9 ms here, more than running it. So chunks are a
-    power of two long: the largest that fits ~30,000 parameters, at most 512 rows, for as long as
-    the rows last, then the binary digits of what remains (333 = 256 + 64 + 8 + 4 + 1). About ten
-    shapes per statement, prepared once per connection, on both databases.
+    a new text: preparing a 333-row INSERT took 0.9 ms here on SQLite, more than running it. So
+    chunks are a power of two long: the largest that fits ~30,000 parameters, at most 512 rows, for
+    as long as the rows last, then the binary digits of what remains (333 = 256 + 64 + 8 + 4 + 1):
+    about ten shapes per statement, prepared once per connection.
+
+    `shapes=False` (for PostgreSQL) keeps the largest chunks only, the rest in one: there each
+    statement is also a round trip to the server, and the power-of-two cut would send up to ten
+    where one did (the backbone benchmark's inbox writes of varying size take this path).
     """
     largest = 1 << min(9, (30_000 // max(1, width)).bit_length() - 1)
     start, n = 0, len(rows)
     while start < n:
         left = n - start
-        size = largest if left >= largest else 1 << (left.bit_length() - 1)
+        size = largest if left >= largest or not shapes else 1 << (left.bit_length() - 1)
         yield rows[start:start + size]
         start += size
 
@@ -445,7 +449,7 @@ def insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, An
     json_cols = {c for c in cols if isinstance(table.c[c].type, sa.JSON)}
     mark = "?" if dialect == "sqlite" else "%s"
     out: list[tuple[Any, ...]] = []
-    for part in row_chunks(rows, len(cols)):
+    for part in row_chunks(rows, len(cols), shapes=dialect == "sqlite"):
         key = (dialect, table.name, cols, tuple(conflict), len(part), returning)
         sql = _INSERT_SQL.get(key)
         if sql is None:
@@ -492,7 +496,7 @@ def write_rows(conn: Connection, table: sa.Table, cols: Sequence[str], rows: Seq
         return
     dialect = conn.dialect.name
     cols = tuple(cols)
-    for part in row_chunks(rows, len(cols)):
+    for part in row_chunks(rows, len(cols), shapes=dialect == "sqlite"):
         key = (dialect, table.name, cols, tuple(conflict), tuple(update), widen, len(part), "rows")
         sql = _INSERT_SQL.get(key)
         if sql is None:
