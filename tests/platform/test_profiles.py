@@ -374,3 +374,19 @@ def test_concurrent_writers_stitch_one_consistent_graph(client, runtime):
     view = runtime.store.read_sync(lambda c: c.execute(sa.select(t.profile_view.c.key, t.profile_view.c.body)
                                                        .where(t.profile_view.c.sandbox_id == sandbox)).all())
     assert len(view) == 1 and str(view[0].key) == g["graphId"]
+
+
+def test_one_change_event_names_the_fields_of_every_record_of_the_unit(client, runtime):
+    s = setup_profiles(client)
+    pdg_default(client)
+    # one request, one unit: two records of one person with different fields, then a merge into it
+    put(client, s.crm, person("f1", T1, ids(CRMID="31", Email="f@x.io"), person={"gender": "male"}),
+        person("f2", T2, ids(CRMID="31"), _wayline={"points": 4}))
+    events = [m for m in _outbox(runtime) if m["recordId"] in ("f1", "f2")]
+    assert len(events) == 1 and events[0]["recordId"] == "f2"
+    assert {"person", "_wayline", "identityMap"} <= set(events[0]["fields"])
+    put(client, s.loyalty, person("g1", T1, ids(Phone="+31"), homeAddress={"city": "Lyon"}),
+        person("g2", T2, ids(Phone="+31", Email="f@x.io"), personalEmail={"address": "f@x.io"}))
+    merged = [m for m in _outbox(runtime) if m["recordId"] in ("g1", "g2")]
+    assert len(merged) == 1 and "link" in merged[0]["changes"]
+    assert {"homeAddress", "personalEmail"} <= set(merged[0]["fields"])
