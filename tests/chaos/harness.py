@@ -434,6 +434,11 @@ def run(backend: str, db_url: str, opts: Options, workdir: Path, *, admin_url: s
             time.sleep(0.25)
         drain_s = time.monotonic() - t_drain
         log(f"{backend}: {'drained' if drained else 'NOT drained'} after {drain_s:.1f} s; {state}")
+        if not drained:  # say where the work stuck: each worker's last words
+            for s in slots:
+                if s.log_path is not None and s.log_path.exists():
+                    for line in s.log_path.read_text(errors="replace").splitlines()[-8:]:
+                        log(f"  worker {s.index}.{s.incarnation}: {line[:300]}")
         clean = [s.stop() for s in slots]
         result: dict[str, Any] = {"backend": backend, "workers": workers, "rounds": opts.rounds, "kills": kills,
                                   "kills_during_startup": kills_in_startup,
