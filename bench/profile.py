@@ -11,15 +11,18 @@ size. Everything but generating the records runs in this process, on the product
             datasets (`crm`, `loyalty`) and a default merge policy stitching on the identity graph
             (pdg, timestampOrdered);
   build     units of about `--chunk` records, generated in a child process (this script with
-            `--feed`) and received as one JSON document per unit, as a client would send them (so
-            that making test data does not compete with ingestion for this interpreter's lock):
-            `orjson.loads`, then `PlatformService.prepare_records(dataset, records)` on the event
-            loop, then `Store.write(ingestion.store_prepared(...))` on the store's writer (precheck
-            + records + `profiles.apply`: stitching, fragments, view, outbox). The next unit is
-            received and prepared while the writer stores the last one, as a client that sends its
-            next request before the last is answered; the writer takes one unit at a time
-            (`--inflight 2` queues two, which the writer then commits as one group, as it does for
-            the API; measured slower, see bench/README.md);
+            `--feed`) and received as a client would send them to `POST /datasets/{id}/records`:
+            one JSON array of records per dataset (so that making test data does not compete with
+            ingestion for this interpreter's lock). Each array goes to
+            `PlatformService.prepare_many(dataset, body)`, as that route does: arrays of 32 KiB
+            and more are parsed, validated and pass the identity rules in a prepare worker process
+            (`prepare_pool`; `WAYLINE_PREPARE_PROCESSES=0` keeps everything in this process), then
+            `Store.write(ingestion.store_prepared(...))` on the store's writer (records +
+            `profiles.apply`: stitching, fragments, view, outbox). The next unit is received and
+            prepared while the writer stores the last one, as a client that sends its next request
+            before the last is answered; the writer takes one unit at a time (`--inflight 2` queues
+            two, which the writer then commits as one group, as it does for the API; measured
+            slower, see bench/README.md);
   lookups   `ProfileService.profile(...)` awaited one at a time on the event loop, for a random
             identity of a random built profile, under the default (pdg) policy: the stored merged
             view is read; then `explain=True` lookups, which merge on read.
@@ -270,7 +273,7 @@ class Feed:
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--feed", "--profiles", str(profiles),
              "--chunk", str(chunk), "--seed", str(seed)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        self.units: queue.Queue[bytes | None] = queue.Queue(maxsize=ahead)
+        self.units: queue.Queue[list[tuple[str, bytes]] | None] = queue.Queue(maxsize=ahead)
         self.reader = threading.Thread(target=self._read, name="bench-feed", daemon=True)
         self.reader.start()
 
@@ -278,12 +281,18 @@ class Feed:
         out = self.proc.stdout
         assert out is not None
         try:
-            while (head := out.read(4)) and len(head) == 4:
-                self.units.put(out.read(int.from_bytes(head, "little")))
+            parts: list[tuple[str, bytes]] = []
+            while n := out.read(1):
+                if n == b"\0":
+                    self.units.put(parts)
+                    parts = []
+                    continue
+                name = out.read(n[0]).decode()
+                parts.append((name, out.read(int.from_bytes(out.read(4), "little"))))
         finally:
             self.units.put(None)
 
-    def next(self) -> bytes:
+    def next(self) -> list[tuple[str, bytes]]:
         unit = self.units.get()
         if unit is None:
             raise RuntimeError(f"the record generator stopped early (exit code {self.proc.wait()})")
@@ -298,7 +307,8 @@ class Feed:
 
 
 def feed_main(profiles: int, chunk: int, seed: int) -> int:
-    """The child of `Feed`: every unit's records as one JSON document, length-prefixed, on stdout."""
+    """The child of `Feed`: every unit's parts on stdout, each a dataset name and its records as one
+    JSON array (length-prefixed), a zero byte after the unit's last part."""
     import orjson
 
     gen = Generator(seed)
@@ -306,9 +316,11 @@ def feed_main(profiles: int, chunk: int, seed: int) -> int:
     out = sys.stdout.buffer
     try:
         for k in range(n_units):
-            doc = orjson.dumps(unit_records(gen, k, w, profiles))
-            out.write(len(doc).to_bytes(4, "little"))
-            out.write(doc)
+            for name, records in unit_records(gen, k, w, profiles):
+                doc = orjson.dumps(records)
+                out.write(len(name).to_bytes(1, "little") + name.encode() + len(doc).to_bytes(4, "little"))
+                out.write(doc)
+            out.write(b"\0")  # end of the unit
         out.flush()
     except BrokenPipeError:  # the benchmark stopped reading: it is done or failed
         pass
@@ -388,8 +400,8 @@ class BuildStats:
     records: int = 0
     failed: int = 0
     duplicates: int = 0
-    receive_s: float = 0.0  # waiting for the generator process and parsing its JSON
-    prepare_s: float = 0.0
+    receive_s: float = 0.0  # waiting for the generator process
+    prepare_s: float = 0.0  # from a unit received to it decided (in a prepare worker: the wait for it)
     store_s: list[float] = field(default_factory=list)  # writer time per unit (inside the transaction)
     store_cpu_s: float = 0.0
     progress: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, records stored)
@@ -414,7 +426,6 @@ class WriterProfiler:
 
 
 async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats, float]:
-    import orjson
 
     from wayline.kernel.store import now_ms
     from wayline.platform import ingestion
@@ -423,7 +434,7 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
     sandbox_id = ids["sandbox_id"]
     datasets = {"crm": platform.dataset(sandbox_id, ids["crm"]), "loyalty": platform.dataset(sandbox_id, ids["loyalty"])}
     limits = rt.settings.limits
-    w, n_units = units(opts.profiles, opts.chunk)
+    _, n_units = units(opts.profiles, opts.chunk)
     stats = BuildStats()
     pending: set[asyncio.Task[Any]] = set()
     t0 = time.perf_counter()
@@ -457,13 +468,12 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
     try:
         for k in range(n_units):
             g0 = time.perf_counter()
-            doc = feed.next()
-            parts = orjson.loads(doc)
+            parts = feed.next()
             g1 = time.perf_counter()
             prepared: list[Any] = []
-            for name, records in parts:
-                if records:
-                    prepared += platform.prepare_records(datasets[name], records)
+            for got in await asyncio.gather(*(platform.prepare_many(datasets[name], doc)
+                                             for name, doc in parts if doc != b"[]")):
+                prepared += got
             g2 = time.perf_counter()
             stats.receive_s += g1 - g0
             stats.prepare_s += g2 - g1

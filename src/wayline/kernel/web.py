@@ -101,6 +101,11 @@ async def principal(request: Request) -> Principal:
 
 async def read_json(request: Request, max_bytes: int) -> Any:
     """The request body as JSON, with 415 / 413 / 400 problems for the wrong type, size or syntax."""
+    return parse_json(await read_body(request, max_bytes))
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body of a JSON request, unparsed, with 415 / 413 problems for the wrong type or size."""
     ctype = request.headers.get("content-type", "")
     if ctype and "json" not in ctype.split(";", 1)[0].lower():
         raise Problem(415, "unsupported-media-type", "Unsupported media type",
@@ -113,7 +118,7 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         body += chunk
         if len(body) > max_bytes:
             raise too_large(max_bytes)
-    return parse_json(bytes(body))
+    return bytes(body)
 
 
 def parse_json(body: bytes) -> Any:

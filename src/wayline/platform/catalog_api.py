@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from wayline.kernel.paging import page
 from wayline.kernel.problems import FieldError, Problem
 from wayline.kernel.tenancy import Principal
-from wayline.kernel.web import json_response, principal, read_json
+from wayline.kernel.web import json_response, parse_json, principal, read_body, read_json
 from wayline.platform import datasets as ds
 from wayline.platform import failures, tables
 from wayline.platform.ingestion import too_many_messages, violations_problem
@@ -118,13 +118,25 @@ async def post_records(dataset_id: str, request: Request, p: Principal = Depends
     p.require("admin", "ingest")
     rt = request.app.state.runtime
     svc = rt.platform
-    body = await read_json(request, svc.limits.max_request_bytes)
-    records = body if isinstance(body, list) else [body]
-    if len(records) > svc.limits.max_messages_per_request:
-        raise too_many_messages(len(records), svc.limits.max_messages_per_request)
-    rt.ingest_limiter.take(p.sandbox_id, max(1, len(records)))
-    dataset = svc.dataset(p.sandbox_id, dataset_id)
-    decided = svc.prepare_records(dataset, records)
+    raw = await read_body(request, svc.limits.max_request_bytes)
+    cap = svc.limits.max_messages_per_request
+    if svc.prepare_pool.wanted(len(raw)) and raw[:64].lstrip()[:1] == b"[":
+        # a large array: parsed and decided in a prepare worker, on another core (prepare_pool)
+        is_list = True
+        dataset = svc.dataset(p.sandbox_id, dataset_id)
+        decided = await svc.prepare_many(dataset, raw)
+        if len(decided) > cap:
+            raise too_many_messages(len(decided), cap)
+        rt.ingest_limiter.take(p.sandbox_id, max(1, len(decided)))
+    else:
+        body = parse_json(raw)
+        is_list = isinstance(body, list)
+        records = body if is_list else [body]
+        if len(records) > cap:
+            raise too_many_messages(len(records), cap)
+        rt.ingest_limiter.take(p.sandbox_id, max(1, len(records)))
+        dataset = svc.dataset(p.sandbox_id, dataset_id)
+        decided = svc.prepare_records(dataset, records)
     prepared = [d for d in decided if not isinstance(d, Problem)]
     stored = iter(await svc.store_records(p.sandbox_id, prepared))
     results = []
@@ -140,7 +152,7 @@ async def post_records(dataset_id: str, request: Request, p: Principal = Depends
             item.update(status=400 if syncValidation else 200, validation="failed",
                         failedRecordId=s.failed_record_id, violations=s.violations)
         results.append(item)
-    if not isinstance(body, list):
+    if not is_list:
         only = results[0]
         if only["status"] == 413:
             raise Problem(413, "record-too-large", only["title"], only["detail"])

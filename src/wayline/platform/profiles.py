@@ -82,28 +82,41 @@ PROFILE_CLASS = "_xdm.context.profile"
 # -- ingestion -------------------------------------------------------------------------------------
 
 def precheck(conn: Connection, items: Sequence[Prepared], limits: Limits) -> None:
-    """Identity and fragment rules for profile records; a record that breaks one becomes a failure."""
+    """Identity and fragment rules for profile records; a record that breaks one becomes a failure.
+
+    A record whose identities are already set passed these rules in a prepare worker
+    (`prepare_pool`), against namespaces read before this unit: namespaces are only ever added, so it
+    passes here too, and is not checked again."""
     ns_by_sandbox: dict[str, dict[str, identity.Namespace]] = {}
     for p in items:
+        if p.identities is not None:
+            continue
         sid = p.dataset.sandbox_id
         nss = ns_by_sandbox.get(sid)
         if nss is None:
             nss = ns_by_sandbox[sid] = namespaces(conn, sid)
-        found, violations = identity.extract(p.entity, p.identity_fields or (), nss,
-                                             max_per_record=limits.max_identities_per_record,
-                                             graph_limit=limits.identity_graph_limit)
-        if not violations and not found:
-            violations = [{"pointerToViolation": "/identityMap", "schemaLocation": "#", "keyword": "identity",
-                           "message": "a record of a profile-enabled dataset needs at least one identity "
-                                      "(an identityMap entry or an identity field)"}]
-        # An array of n items is at least 2n + 1 bytes of JSON: a shorter record has none too long.
-        if not p.time_series and (p.blob is None or len(p.blob) > 2 * limits.max_array_items):
-            violations += merging.array_violations(p.entity, limits.max_array_items)
+        found, violations = record_rules(p, nss, limits)
         if violations:
             p.ok = False
             p.violations = violations
         else:
             p.identities = found
+
+
+def record_rules(p: Prepared, nss: dict[str, identity.Namespace],
+                 limits: Limits) -> tuple[list[identity.Found], list[dict[str, Any]]]:
+    """The identities of a valid profile record and the identity and fragment rules it breaks (pure)."""
+    found, violations = identity.extract(p.entity, p.identity_fields or (), nss,
+                                         max_per_record=limits.max_identities_per_record,
+                                         graph_limit=limits.identity_graph_limit)
+    if not violations and not found:
+        violations = [{"pointerToViolation": "/identityMap", "schemaLocation": "#", "keyword": "identity",
+                       "message": "a record of a profile-enabled dataset needs at least one identity "
+                                  "(an identityMap entry or an identity field)"}]
+    # An array of n items is at least 2n + 1 bytes of JSON: a shorter record has none too long.
+    if not p.time_series and (p.blob is None or len(p.blob) > 2 * limits.max_array_items):
+        violations += merging.array_violations(p.entity, limits.max_array_items)
+    return found, violations
 
 
 _NOT_A_FIELD = frozenset({"_id"})

@@ -14,14 +14,16 @@ from wayline.kernel.tenancy import audit
 from wayline.platform import datasets as ds
 from wayline.platform import failures, identity, ingestion, merge_policies, merging, profiles
 from wayline.platform.datasets import Dataset
+from wayline.platform.prepare_pool import PreparePool, prepare_inline
 from wayline.platform.schemas.registry import SchemaRegistry
 
 
 class PlatformService:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, prepare_pool: PreparePool | None = None) -> None:
         self.store = store
         self.settings = settings
         self.limits = settings.limits
+        self.prepare_pool = prepare_pool or PreparePool(0)
         self.schemas = SchemaRegistry(store)
         self.cache = ds.Cache()
         # Concurrent intake requests share one unit of work (measured: writer CPU per single-message
@@ -116,6 +118,21 @@ class PlatformService:
             except Problem as p:
                 out.append(p)
         return out
+
+    async def prepare_many(self, dataset: Dataset, payload: bytes, *,
+                           batch_id: str | None = None) -> list[ingestion.Prepared | Problem]:
+        """Decide a JSON array of records of one dataset: in a prepare worker when it is large enough
+        (`prepare_pool`: another core; profile records also pass the identity rules there), else here."""
+        compiled = self.compiled_for(dataset)
+        pool = self.prepare_pool
+        if not pool.wanted(len(payload)):
+            return prepare_inline(dataset, compiled, payload, self.limits, batch_id=batch_id)
+        nss = self.namespaces(dataset.sandbox_id) if dataset.profile_enabled else None
+        return await pool.prepare(dataset, compiled, payload, self.limits, namespaces=nss, batch_id=batch_id)
+
+    def namespaces(self, sandbox_id: str) -> dict[str, identity.Namespace]:
+        return self.cache.get("namespaces", sandbox_id, "", lambda: self.store.read_sync(profiles.namespaces,
+                                                                                         sandbox_id))
 
     # -- failed records ------------------------------------------------------------------------------
 

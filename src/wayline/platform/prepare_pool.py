@@ -1,0 +1,235 @@
+"""Deciding records in worker processes, so that a large request uses a second core.
+
+The server is one interpreter lock: parsing and validating the next request and storing the last
+one take turns on it (docs/benchmarks.md). A `PreparePool` runs the part of ingestion that needs
+nothing but the request and a few cached definitions in other processes:
+
+  parse the JSON array → `ingestion.prepare` each record (size, schema, `_id`, time)
+                       → for profile records, the identity and fragment rules (`profiles.record_rules`)
+
+and sends back a compact answer per record (its JSON bytes, its identities), which this process
+turns into the same `Prepared` objects as the inline path. The writer then skips the identity rules
+of records that passed them in a worker. A worker never touches the database: the dataset, the
+compiled schema's definition and the sandbox's namespaces travel with the request (the schema is
+compiled once per worker and version).
+
+What is decided here is decided exactly as inline (a test holds the two equal, record by record):
+a worker's answer only saves work. A record whose identity rules fail in a worker is left for the
+writer to decide against the namespaces of its own transaction, so a namespace created a moment ago
+is never refused because a worker's copy did not have it yet (namespaces are only ever added).
+
+Small requests stay inline (the round trip to a worker costs more than it saves), and so does
+everything when `prepare_processes` is 0. If a worker dies, the request is decided inline and a new
+pool is started for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict
+from typing import Any
+
+import orjson
+import structlog
+
+from wayline.config import Limits
+from wayline.kernel.problems import FieldError, Problem
+from wayline.platform import identity, ingestion
+from wayline.platform.datasets import Dataset
+from wayline.platform.identity import Found, Ident
+
+log = structlog.get_logger("wayline.ingestion")
+
+MIN_BYTES = 32_768  # smaller payloads are decided inline: a worker round trip costs about 1 ms, what
+# deciding ~60 records of a few hundred bytes costs here
+
+
+class PreparePool:
+    """Worker processes that decide records (see the module's doc). `processes` 0: everything inline."""
+
+    def __init__(self, processes: int, *, min_bytes: int = MIN_BYTES) -> None:
+        self.processes = max(0, processes)
+        self.min_bytes = min_bytes
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def wanted(self, payload_bytes: int) -> bool:
+        return self.processes > 0 and payload_bytes >= self.min_bytes
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                # spawn: the parent runs threads (the store's writer), which fork would copy mid-flight
+                self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_init_worker)
+            return self._pool
+
+    async def prepare(self, dataset: Dataset, compiled: Any, payload: bytes, limits: Limits, *,
+                      namespaces: dict[str, identity.Namespace] | None,
+                      batch_id: str | None = None) -> list[ingestion.Prepared | Problem]:
+        """Decide a JSON array of records of `dataset` in a worker. `namespaces` (profile datasets):
+        the sandbox's namespaces, for the identity rules. Raises what the inline path raises for a
+        payload that is not an array."""
+        pool = self._executor()
+        task = _Task(dataset, _schema_spec(compiled), limits.model_dump(), namespaces, batch_id)
+        try:
+            answers = await asyncio.wrap_future(pool.submit(_decide, task, payload))
+        except BrokenProcessPool:
+            log.warning("prepare_worker_died", dataset_id=dataset.id, records="decided inline")
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            return prepare_inline(dataset, compiled, payload, limits, batch_id=batch_id)
+        if isinstance(answers, Problem):
+            raise answers
+        return _rebuild(answers, dataset, compiled, batch_id)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def records_of(payload: bytes) -> list[Any]:
+    """The records of a JSON array, or a 400 problem."""
+    from wayline.kernel.web import parse_json
+
+    records = parse_json(payload)
+    if not isinstance(records, list):
+        raise Problem(400, "bad-message", "Invalid records", "the records are a JSON array",
+                      [FieldError("/", "expected an array of records", "array")])
+    return records
+
+
+def prepare_inline(dataset: Dataset, compiled: Any, payload: bytes, limits: Limits, *,
+                   batch_id: str | None = None) -> list[ingestion.Prepared | Problem]:
+    """The same decisions in this process (the identity rules are left to the writer)."""
+    out: list[ingestion.Prepared | Problem] = []
+    for rec in records_of(payload):
+        try:
+            out.append(ingestion.prepare(dataset, compiled, rec, limits, xaction_id=ingestion.new_xaction_id(),
+                                         batch_id=batch_id))
+        except Problem as p:
+            out.append(p)
+    return out
+
+
+# -- what travels --------------------------------------------------------------------------------
+
+class _Task:
+    __slots__ = ("batch_id", "dataset", "limits", "namespaces", "schema")
+
+    def __init__(self, dataset: Dataset, schema: dict[str, Any], limits: dict[str, Any],
+                 namespaces: dict[str, identity.Namespace] | None, batch_id: str | None) -> None:
+        self.dataset, self.schema, self.limits = dataset, schema, limits
+        self.namespaces, self.batch_id = namespaces, batch_id
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.dataset, self.schema, self.limits, self.namespaces, self.batch_id)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.dataset, self.schema, self.limits, self.namespaces, self.batch_id = state
+
+
+def _schema_spec(compiled: Any) -> dict[str, Any]:
+    """What `compile_schema` needs to build `compiled` again in a worker."""
+    return {"uri": compiled.uri, "version": compiled.version, "title": compiled.title,
+            "class_uri": compiled.class_uri, "behavior": compiled.behavior,
+            "profile_enabled": compiled.profile_enabled, "json_schema": compiled.json_schema,
+            "identities": compiled.identities, "alt_id": compiled.alt_id,
+            "relationships": compiled.relationships}
+
+
+# An answer per record, as plain tuples (pickled in C, rebuilt here without the dataset):
+#   ("ok", xaction_id, record_id, ts_ms, blob, time_series, identities or None)
+#     identities: ((ns, value, primary, authenticated_state, pointer), ...) when the rules passed
+#   ("prepared", Prepared without its dataset)   a record decided invalid (rare: pickled whole)
+#   ("problem", status, slug, title, detail, errors, extra)   a record refused (413)
+def _problem_tuple(p: Problem) -> tuple[Any, ...]:
+    return ("problem", p.status, p.slug, p.title, p.detail, [asdict(e) for e in p.errors], p.extra)
+
+
+def _rebuild(answers: list[tuple[Any, ...]], dataset: Dataset, compiled: Any,
+             batch_id: str | None) -> list[ingestion.Prepared | Problem]:
+    out: list[ingestion.Prepared | Problem] = []
+    fields = compiled.identities if dataset.profile_enabled else None
+    prepared, loads = ingestion.Prepared, orjson.loads
+    for a in answers:
+        kind = a[0]
+        if kind == "ok":
+            _, xid, rid, ts, blob, series, ids = a
+            out.append(prepared(dataset, xid, loads(blob), True, record_id=rid, ts_ms=ts, batch_id=batch_id, blob=blob,
+                                identity_fields=fields, time_series=series,
+                                identities=None if ids is None else [
+                                    Found(Ident(ns, v), pr, st, ptr) for ns, v, pr, st, ptr in ids]))
+        elif kind == "prepared":
+            p = a[1]
+            p.dataset = dataset
+            out.append(p)
+        else:
+            _, status, slug, title, detail, errors, extra = a
+            out.append(Problem(status, slug, title, detail, [FieldError(**e) for e in errors], extra=extra))
+    return out
+
+
+# -- the worker ----------------------------------------------------------------------------------
+
+_compiled: dict[tuple[str, str, int], Any] = {}
+
+
+def _init_worker() -> None:
+    gc.set_threshold(100_000, 20, 20)  # as the server (runtime.tune_gc): it allocates the same way
+    # A worker holds both ends of its task queue, so it would wait for tasks forever after the
+    # server was killed: it watches the server instead and leaves with it.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_leave_with, args=(parent,), name="wl-prepare-parent", daemon=True).start()
+
+
+def _leave_with(parent: Any) -> None:
+    parent.join()  # returns when the server process has ended, however it ended
+    os._exit(0)
+
+
+def _decide(task: _Task, payload: bytes) -> list[tuple[Any, ...]] | Problem:
+    from wayline.platform import profiles
+    from wayline.platform.schemas.compiled import compile_schema
+
+    dataset, spec = task.dataset, task.schema
+    key = (dataset.sandbox_id, spec["uri"], spec["version"])
+    compiled = _compiled.get(key)
+    if compiled is None:
+        compiled = _compiled[key] = compile_schema(**spec)
+    limits = Limits(**task.limits)
+    try:
+        records = records_of(payload)
+    except Problem as p:
+        return p
+    nss = task.namespaces if dataset.profile_enabled else None
+    out: list[tuple[Any, ...]] = []
+    prepare, new_id = ingestion.prepare, ingestion.new_xaction_id
+    for rec in records:
+        try:
+            p = prepare(dataset, compiled, rec, limits, xaction_id=new_id(), batch_id=task.batch_id)
+        except Problem as exc:
+            out.append(_problem_tuple(exc))
+            continue
+        if not p.ok:
+            p.dataset = None  # type: ignore[assignment]  # the caller has it
+            out.append(("prepared", p))
+            continue
+        ids = None
+        if nss is not None:
+            found, violations = profiles.record_rules(p, nss, limits)
+            if not violations:
+                ids = tuple((f.ident.ns, f.ident.value, f.primary, f.authenticated_state, f.pointer) for f in found)
+        out.append(("ok", p.xaction_id, p.record_id, p.ts_ms, p.blob, p.time_series, ids))
+    return out

@@ -1,0 +1,233 @@
+"""Records decided in prepare workers (`prepare_pool`): real worker processes, the same decisions as
+deciding them in the server process, and nothing lost when a worker dies. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.platform.profiling import ids, person, profile, pdg_default, setup_profiles
+from wayline.kernel.problems import Problem
+from wayline.platform import identity, ingestion, profiles
+from wayline.platform.prepare_pool import PreparePool, prepare_inline
+
+T1 = "2026-01-01T00:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = PreparePool(1, min_bytes=0)
+    yield p
+    p.close()
+
+
+def _records() -> list[Any]:
+    return [
+        person("ok-1", T1, ids(CRMID="c-1", Email="Ann@Example.com"), person={"name": {"firstName": "Ann"}}),
+        person("ok-2", T1, ids(Email="b@x.io", Phone="+331"), _wayline={"points": 3, "tags": ["a"]}),
+        person("later-ns", T1, {"Loyalty": [{"id": "L-1", "primary": True}], "Email": [{"id": "l@x.io"}]}),
+        person("bad-ecid", T1, {"ECID": [{"id": "1" * 37}]}),
+        person("bad-type", T1, ids(Email="c@x.io"), _wayline={"points": "many"}),
+        {"identityMap": ids(Email="d@x.io"), "extSourceSystemAudit": {"lastUpdatedDate": T1}},  # no _id
+        person("huge", T1, ids(Email="e@x.io"), person={"name": {"firstName": "x" * 102_400}}),  # 413
+        "not an object",
+        person("nul", T1, ids(Email="f@x.io"), person={"name": {"firstName": "a\u0000b"}}),
+        person("tags", T1, ids(Email="g@x.io"), _wayline={"tags": ["t"] * 501}),  # fragment array limit
+        person("no-ids", T1, {}),
+    ]
+
+
+def _setup(client, runtime) -> tuple[Any, Any, dict[str, identity.Namespace]]:
+    s = setup_profiles(client)
+    sandbox = runtime.store.read_sync(lambda c: c.exec_driver_sql("SELECT id FROM sandboxes").scalar_one())
+    dataset = runtime.platform.dataset(sandbox, s.crm)
+    return s, dataset, runtime.platform.namespaces(sandbox)
+
+
+def _decided(d: Any) -> Any:
+    """What a decision says, without its transaction id (new for every decision)."""
+    if isinstance(d, Problem):
+        return ("problem", d.status, d.slug, d.title, d.detail, d.errors, d.extra)
+    return ("prepared", d.dataset, d.entity, d.ok, d.violations, d.record_id, d.ts_ms, d.batch_id, d.raw,
+            d.blob, d.identity_fields, d.time_series)
+
+
+def test_a_worker_decides_every_record_as_the_server_process_does(client, runtime, pool):
+    _, dataset, nss = _setup(client, runtime)
+    compiled = runtime.platform.compiled_for(dataset)
+    limits = runtime.settings.limits
+    payload = orjson.dumps(_records())
+    here = prepare_inline(dataset, compiled, payload, limits, batch_id="b-1")
+    there = asyncio.run(pool.prepare(dataset, compiled, payload, limits, namespaces=nss, batch_id="b-1"))
+    assert [_decided(d) for d in there] == [_decided(d) for d in here]
+    kinds = [("problem", d.status) if isinstance(d, Problem) else d.ok for d in here]
+    assert kinds == [True, True, True, True, False, False, ("problem", 413), False, False, True, True]
+    assert len({d.xaction_id for d in there if not isinstance(d, Problem)}) == 10  # each its own
+    # the identity rules ran in the worker: what passed carries its identities, as the writer
+    # would have found them; what did not (or needs a namespace the worker has not seen) is left
+    # to the writer, which decides against the namespaces of its own transaction
+    for h, t in zip(here, there):
+        if isinstance(h, Problem) or not h.ok:
+            continue
+        found, violations = profiles.record_rules(h, nss, limits)
+        assert t.identities == (None if violations else found)
+    by_id = {d.record_id: d for d in there if not isinstance(d, Problem)}
+    assert [f.ident for f in by_id["ok-1"].identities] == [identity.Ident("CRMID", "c-1"),
+                                                         identity.Ident("Email", "ann@example.com")]
+    assert by_id["later-ns"].identities is None and by_id["bad-ecid"].identities is None
+    assert by_id["tags"].identities is None and by_id["no-ids"].identities is None
+
+
+def test_records_decided_in_a_worker_are_stored_as_inline_ones(client, runtime, pool):
+    s, dataset, nss = _setup(client, runtime)
+    pdg_default(client)
+    payload = orjson.dumps(_records())
+    compiled = runtime.platform.compiled_for(dataset)
+    decided = asyncio.run(pool.prepare(dataset, compiled, payload, runtime.settings.limits, namespaces=nss))
+    # a namespace created after the worker's copy was taken: its record is still accepted
+    r = client.post("/identity/namespaces", json={"code": "Loyalty", "name": "Loyalty card", "idType": "CROSS_DEVICE"})
+    assert r.status_code == 201, r.text
+    stored = asyncio.run(runtime.platform.store_records(dataset.sandbox_id,
+                                                        [d for d in decided if not isinstance(d, Problem)]))
+    outcome = [(s.record_id, s.ok, [v["keyword"] for v in s.violations]) for s in stored]
+    assert outcome == [("ok-1", True, []), ("ok-2", True, []), ("later-ns", True, []),
+                       ("bad-ecid", False, ["identity"]), ("bad-type", False, ["type"]),
+                       (None, False, ["required"]), (None, False, ["type"]), (None, False, ["storage"]),
+                       ("tags", False, ["maxItems"]), ("no-ids", False, ["identity"])]
+    p = profile(client, "Loyalty", "L-1").json()
+    assert sorted(i["namespace"]["code"] for i in p["identities"]) == ["Email", "Loyalty"]
+    assert profile(client, "Email", "ann@example.com").json()["entity"]["person"]["name"] == {"firstName": "Ann"}
+    failed = client.get(f"/datasets/{s.crm}/failures").json()["items"]
+    assert sorted(f["recordId"] or "" for f in failed) == ["", "", "", "bad-ecid", "bad-type", "no-ids", "tags"]
+
+
+def test_the_records_route_answers_the_same_with_and_without_workers(client, runtime):
+    s = setup_profiles(client)
+    pdg_default(client)
+    svc = runtime.platform
+
+    def post(prefix: str) -> list[dict[str, Any]]:
+        recs = [person(f"{prefix}-{i}", T1, ids(CRMID=f"{prefix}-c{i}", Email=f"{prefix}{i}@x.io"),
+                       _wayline={"points": i if i % 7 else "bad"}) for i in range(200)]
+        body = orjson.dumps(recs)
+        assert len(body) > 32_768  # large enough for a worker
+        r = client.post(f"/datasets/{s.crm}/records", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 207, r.text
+        return [{k: v for k, v in item.items() if k not in ("xactionId", "recordId", "failedRecordId")}
+                for item in r.json()["results"]]
+
+    inline_pool, svc.prepare_pool = svc.prepare_pool, PreparePool(1)
+    try:
+        by_worker = post("w")
+        assert svc.prepare_pool._pool is not None  # the worker pool did the work
+    finally:
+        svc.prepare_pool.close()
+        svc.prepare_pool = PreparePool(0)
+    by_server = post("s")
+    inline_pool.close()
+    assert by_worker == by_server
+    assert sum(1 for r in by_worker if r.get("validation") == "failed") == 29
+    assert profile(client, "Email", "w3@x.io").json()["entity"]["_wayline"] == {"points": 3}
+
+
+def test_bad_payloads_are_the_same_problems_from_a_worker(client, runtime, pool):
+    _, dataset, nss = _setup(client, runtime)
+    compiled = runtime.platform.compiled_for(dataset)
+    limits = runtime.settings.limits
+    for payload, slug in ((b'[{"_id": ', "malformed-json"), (b'{"_id": "a"}', "bad-message"), (b"", "malformed-json")):
+        with pytest.raises(Problem) as inline:
+            prepare_inline(dataset, compiled, payload, limits)
+        with pytest.raises(Problem) as worker:
+            asyncio.run(pool.prepare(dataset, compiled, payload, limits, namespaces=nss))
+        assert inline.value.slug == worker.value.slug == slug
+        assert (inline.value.status, inline.value.detail) == (worker.value.status, worker.value.detail)
+
+
+def test_a_dead_worker_loses_nothing_the_request_is_decided_here(client, runtime):
+    _, dataset, nss = _setup(client, runtime)
+    compiled = runtime.platform.compiled_for(dataset)
+    limits = runtime.settings.limits
+    payload = orjson.dumps(_records())
+    pool = PreparePool(1, min_bytes=0)
+    try:
+        first = asyncio.run(pool.prepare(dataset, compiled, payload, limits, namespaces=nss))
+        executor = pool._pool
+        assert executor is not None
+        for proc in list(executor._processes.values()):
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join()
+        again = asyncio.run(pool.prepare(dataset, compiled, payload, limits, namespaces=nss))
+        assert [_decided(d) for d in again] == [_decided(d) for d in first]
+        assert all(d.identities is None for d in again if not isinstance(d, Problem))  # decided here
+        assert pool._pool is None  # the broken pool is gone; the next request starts a new one
+        third = asyncio.run(pool.prepare(dataset, compiled, payload, limits, namespaces=nss))
+        assert pool._pool is not None and pool._pool is not executor
+        assert [_decided(d) for d in third] == [_decided(d) for d in first]
+    finally:
+        pool.close()
+
+
+def test_small_payloads_and_no_processes_stay_in_the_server_process(client, runtime):
+    _, dataset, _ = _setup(client, runtime)
+    svc = runtime.platform
+    before = svc.prepare_pool
+    svc.prepare_pool = PreparePool(1)
+    try:
+        small = asyncio.run(svc.prepare_many(dataset, orjson.dumps(_records()[:2])))
+        assert [d.ok for d in small] == [True, True] and svc.prepare_pool._pool is None
+        assert all(d.identities is None for d in small)  # the writer runs the identity rules
+        svc.prepare_pool = PreparePool(0, min_bytes=0)
+        assert not svc.prepare_pool.wanted(10**6)
+        assert [d.ok for d in asyncio.run(svc.prepare_many(dataset, orjson.dumps(_records()[:2])))] == [True, True]
+    finally:
+        svc.prepare_pool.close()
+        svc.prepare_pool = before
+
+
+_SERVER = """
+import sys
+from wayline.platform.prepare_pool import PreparePool
+pool = PreparePool(1, min_bytes=0)
+ex = pool._executor()
+ex.submit(int, "1").result()  # the worker is up
+print(*[p.pid for p in ex._processes.values()], flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_killed_server_leaves_no_worker_behind():
+    import subprocess
+    import sys
+    import time
+
+    server = subprocess.Popen([sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        (pid,) = map(int, server.stdout.readline().split())
+        assert _running(pid)
+        server.kill()
+        server.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if not _running(pid):
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the worker outlived its server by 20 s")
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by whoever adopted it, maybe late)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
