@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 from wayline.kernel.problems import FieldError, Problem, pointer
@@ -129,6 +130,12 @@ class Found(NamedTuple):  # a tuple: made once per identity ingested, several ti
     primary: bool
     authenticated_state: str | None  # from identityMap items; None for descriptor fields
     pointer: str  # where it was (first) found: "/identityMap/Email/0/id", "/personalEmail/address"
+
+
+# new_ident((ns, value)) is Ident(ns, value) without the Python-level __new__ a NamedTuple call runs,
+# for the loops that make one per identity read or received (ingestion's writer, prepare workers).
+new_ident = partial(tuple.__new__, Ident)
+new_found = partial(tuple.__new__, Found)
 
 
 def normalise(ns: str, value: str) -> str:

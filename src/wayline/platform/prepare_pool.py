@@ -42,7 +42,6 @@ from wayline.config import Limits
 from wayline.kernel.problems import FieldError, Problem
 from wayline.platform import identity, ingestion
 from wayline.platform.datasets import Dataset
-from wayline.platform.identity import Found, Ident
 
 log = structlog.get_logger("wayline.ingestion")
 
@@ -161,7 +160,7 @@ def _rebuild(answers: list[tuple[Any, ...]], dataset: Dataset, compiled: Any,
              batch_id: str | None) -> list[ingestion.Prepared | Problem]:
     out: list[ingestion.Prepared | Problem] = []
     fields = compiled.identities if dataset.profile_enabled else None
-    prepared, loads = ingestion.Prepared, orjson.loads
+    prepared, loads, found, ident = ingestion.Prepared, orjson.loads, identity.new_found, identity.new_ident
     for a in answers:
         kind = a[0]
         if kind == "ok":
@@ -169,7 +168,7 @@ def _rebuild(answers: list[tuple[Any, ...]], dataset: Dataset, compiled: Any,
             out.append(prepared(dataset, xid, loads(blob), True, record_id=rid, ts_ms=ts, batch_id=batch_id, blob=blob,
                                 identity_fields=fields, time_series=series,
                                 identities=None if ids is None else [
-                                    Found(Ident(ns, v), pr, st, ptr) for ns, v, pr, st, ptr in ids]))
+                                    found((ident((ns, v)), pr, st, ptr)) for ns, v, pr, st, ptr in ids]))
         elif kind == "prepared":
             p = a[1]
             p.dataset = dataset

@@ -27,7 +27,7 @@ from wayline.kernel import outbox
 from wayline.kernel.store import in_list, list_param, write_rows
 from wayline.platform import contracts, graph, identity, merging
 from wayline.platform import tables as t
-from wayline.platform.identity import Ident
+from wayline.platform.identity import Ident, new_ident
 
 if TYPE_CHECKING:
     from wayline.platform.ingestion import Prepared
@@ -152,7 +152,7 @@ class _Graphs:
         graphs: dict[int, graph.Graph] = {}
         node, loaded, by_id, member = self.node, self.loaded, self.by_id, graph.Member
         for iid, ns, value, gid, first, last, events in _members_of_graphs(conn, sandbox_id, idents):
-            i = Ident(ns, value)
+            i = new_ident((ns, value))
             by_id[iid] = i
             node[i] = [iid, gid, first, last, events]
             loaded[i] = (gid, first, last, events)
@@ -394,7 +394,7 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
             previous=sorted(str(x) for x in tch.previous if x != gid), at_ms=now)
         messages.append((contracts.PROFILE_STREAM, outbox.ordering_key(sandbox_id, tch.ident.ns, tch.ident.value),
                          contracts.PROFILE_CHANGED, event))
-    outbox.add_many(conn, messages, now_ms=now)
+    outbox.add_many(conn, messages, now_ms=now, returning=False)
 
 
 # -- the view --------------------------------------------------------------------------------------
