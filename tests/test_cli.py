@@ -38,3 +38,27 @@ def test_migrate_sandboxes_and_keys(db_url, monkeypatch):
         assert key not in hashes
     finally:
         store.close()
+
+
+def test_log_lines_go_to_the_stderr_of_the_moment(capsys):
+    # Loggers are cached for the life of the process; the stream they were configured with may be
+    # replaced and closed (pytest's capture does after a CLI test), and a later warning must not fail.
+    import io
+    import sys
+
+    import structlog
+
+    from wayline.config import Settings
+    from wayline.runtime import configure_logging
+
+    before, first = sys.stderr, io.StringIO()
+    sys.stderr = first
+    try:
+        configure_logging(Settings(_env_file=None))
+        log = structlog.get_logger("wayline.test")
+        log.warning("into the first stream")
+    finally:
+        sys.stderr = before
+    first.close()
+    log.warning("into the second stream")
+    assert "into the second stream" in capsys.readouterr().err

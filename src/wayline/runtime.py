@@ -41,9 +41,21 @@ def configure_logging(settings: Settings) -> None:
                     structlog.processors.TimeStamper(fmt="iso"), structlog.processors.format_exc_info,
                     renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),
         cache_logger_on_first_use=True,
     )
+
+
+class _Stderr:
+    """Whatever sys.stderr is when a line is written, not when logging was configured: loggers are
+    cached for the process's life, and the stream they were made with may be replaced and closed
+    (pytest's output capture does, after a test that ran the CLI)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 @dataclass
