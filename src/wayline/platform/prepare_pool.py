@@ -86,8 +86,8 @@ class PreparePool:
                     self._pool = None
             pool.shutdown(wait=False, cancel_futures=True)
             return prepare_inline(dataset, compiled, payload, limits, batch_id=batch_id)
-        if isinstance(answers, Problem):
-            raise answers
+        if isinstance(answers, tuple):  # the payload itself was refused
+            raise _problem_from(answers)
         return _rebuild(answers, dataset, compiled, batch_id)
 
     def close(self) -> None:
@@ -152,8 +152,14 @@ def _schema_spec(compiled: Any) -> dict[str, Any]:
 #     identities: ((ns, value, primary, authenticated_state, pointer), ...) when the rules passed
 #   ("prepared", Prepared without its dataset)   a record decided invalid (rare: pickled whole)
 #   ("problem", status, slug, title, detail, errors, extra)   a record refused (413)
+# (A Problem is not pickled as such: an exception made with keyword arguments does not unpickle.)
 def _problem_tuple(p: Problem) -> tuple[Any, ...]:
     return ("problem", p.status, p.slug, p.title, p.detail, [asdict(e) for e in p.errors], p.extra)
+
+
+def _problem_from(t: tuple[Any, ...]) -> Problem:
+    _, status, slug, title, detail, errors, extra = t
+    return Problem(status, slug, title, detail, [FieldError(**e) for e in errors], extra=extra)
 
 
 def _rebuild(answers: list[tuple[Any, ...]], dataset: Dataset, compiled: Any,
@@ -174,8 +180,7 @@ def _rebuild(answers: list[tuple[Any, ...]], dataset: Dataset, compiled: Any,
             p.dataset = dataset
             out.append(p)
         else:
-            _, status, slug, title, detail, errors, extra = a
-            out.append(Problem(status, slug, title, detail, [FieldError(**e) for e in errors], extra=extra))
+            out.append(_problem_from(a))
     return out
 
 
@@ -198,7 +203,7 @@ def _leave_with(parent: Any) -> None:
     os._exit(0)
 
 
-def _decide(task: _Task, payload: bytes) -> list[tuple[Any, ...]] | Problem:
+def _decide(task: _Task, payload: bytes) -> list[tuple[Any, ...]] | tuple[Any, ...]:
     from wayline.platform import profiles
     from wayline.platform.schemas.compiled import compile_schema
 
@@ -211,7 +216,7 @@ def _decide(task: _Task, payload: bytes) -> list[tuple[Any, ...]] | Problem:
     try:
         records = records_of(payload)
     except Problem as p:
-        return p
+        return _problem_tuple(p)
     nss = task.namespaces if dataset.profile_enabled else None
     out: list[tuple[Any, ...]] = []
     prepare, new_id = ingestion.prepare, ingestion.new_xaction_id
