@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     gc_tuning: bool = Field(True, description="serve with gc.freeze() after start-up and fewer collections "
                             "(measured: ~25% of ingestion CPU went to the cyclic GC otherwise)")
     prepare_processes: int = Field(-1, ge=-1, description="worker processes that parse and validate large "
-                                   "ingestion requests beside the writer (-1: one fewer than the cores; 0: none, "
-                                   "all in the server process)")
+                                   "ingestion requests beside the writer (-1: one fewer than the cores, at most "
+                                   "2: deciding a record costs about a fifth of storing it, and there is one "
+                                   "writer; 0: none, all in the server process)")
     limits: Limits = Field(default_factory=Limits)
     backbone_retention_hours: float = Field(24.0, description="keep applied outbox messages and fired timers this "
                                             "long, then delete them (0: keep everything)")

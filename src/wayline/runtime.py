@@ -88,7 +88,7 @@ class Runtime:
             from wayline.platform.service import PlatformService, ProfileService, SegmentService
 
             n = self.settings.prepare_processes
-            self.prepare_pool = PreparePool((os.cpu_count() or 1) - 1 if n < 0 else n)
+            self.prepare_pool = PreparePool(min((os.cpu_count() or 1) - 1, 2) if n < 0 else n)
             self.platform = PlatformService(self.store, self.settings, self.prepare_pool)
             self.profiles = ProfileService(self.store, self.settings)
             self.segments = SegmentService(self.store, self.settings, self.platform.schemas, self.clock)
