@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.platform.profiling import ids, person, profile, pdg_default, setup_profiles
+from tests.platform.profiling import ids, pdg_default, person, profile, setup_profiles
 from wayline.kernel.problems import Problem
-from wayline.platform import identity, ingestion, profiles
+from wayline.platform import identity, profiles
 from wayline.platform.prepare_pool import PreparePool, prepare_inline
 
 T1 = "2026-01-01T00:00:00Z"
