@@ -175,6 +175,18 @@ def prepare(dataset: Dataset, compiled: Any, entity: Any, limits: Limits, *, xac
                     time_series=time_series)
 
 
+def prepare_all(dataset: Dataset, compiled: Any, records: list[Any], limits: Limits, *,
+                batch_id: str | None = None) -> list[Prepared | Problem]:
+    """`prepare` each record, each with its own transaction id; a refused record is its problem."""
+    out: list[Prepared | Problem] = []
+    for rec in records:
+        try:
+            out.append(prepare(dataset, compiled, rec, limits, xaction_id=new_xaction_id(), batch_id=batch_id))
+        except Problem as p:
+            out.append(p)
+    return out
+
+
 _RECORD_COLUMNS = ("sandbox_id", "dataset_id", "record_id", "ts_ms", "batch_id", "xaction_id", "body", "received_ms")
 
 

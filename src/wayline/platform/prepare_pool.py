@@ -111,14 +111,7 @@ def records_of(payload: bytes) -> list[Any]:
 def prepare_inline(dataset: Dataset, compiled: Any, payload: bytes, limits: Limits, *,
                    batch_id: str | None = None) -> list[ingestion.Prepared | Problem]:
     """The same decisions in this process (the identity rules are left to the writer)."""
-    out: list[ingestion.Prepared | Problem] = []
-    for rec in records_of(payload):
-        try:
-            out.append(ingestion.prepare(dataset, compiled, rec, limits, xaction_id=ingestion.new_xaction_id(),
-                                         batch_id=batch_id))
-        except Problem as p:
-            out.append(p)
-    return out
+    return ingestion.prepare_all(dataset, compiled, records_of(payload), limits, batch_id=batch_id)
 
 
 # -- what travels --------------------------------------------------------------------------------

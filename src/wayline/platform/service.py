@@ -109,15 +109,7 @@ class PlatformService:
         return await self._intake.submit(prepared)
 
     def prepare_records(self, dataset: Dataset, records: list[Any]) -> list[ingestion.Prepared | Problem]:
-        compiled = self.compiled_for(dataset)
-        out: list[ingestion.Prepared | Problem] = []
-        for rec in records:
-            try:
-                out.append(ingestion.prepare(dataset, compiled, rec, self.limits,
-                                             xaction_id=ingestion.new_xaction_id()))
-            except Problem as p:
-                out.append(p)
-        return out
+        return ingestion.prepare_all(dataset, self.compiled_for(dataset), records, self.limits)
 
     async def prepare_many(self, dataset: Dataset, payload: bytes, *,
                            batch_id: str | None = None) -> list[ingestion.Prepared | Problem]:
