@@ -442,7 +442,7 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
 
     def store_unit(conn: Any, prepared: list[Any]) -> tuple[list[Any], float]:
         s, c = time.perf_counter(), time.thread_time()
-        out = ingestion.store_prepared(conn, sandbox_id, prepared, now_ms(), limits)
+        out = ingestion.store_prepared(conn, sandbox_id, prepared, now_ms(), limits, views=platform.prepare_pool)
         stats.store_cpu_s += time.thread_time() - c  # the writer thread's CPU: steadier than its wall time
         return out, time.perf_counter() - s
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.platform.profiling import ids, pdg_default, person, profile, setup_profiles
+from tests.platform.profiling import ids, pdg_default, person, profile, purchase, put, setup_profiles
 from wayline.kernel.problems import Problem
 from wayline.platform import identity, profiles
 from wayline.platform.prepare_pool import PreparePool, prepare_inline
@@ -124,7 +124,7 @@ def test_the_records_route_answers_the_same_with_and_without_workers(client, run
     inline_pool, svc.prepare_pool = svc.prepare_pool, PreparePool(1)
     try:
         by_worker = post("w")
-        assert svc.prepare_pool._pool is not None  # the worker pool did the work
+        assert "records" in svc.prepare_pool._pools  # the worker pool did the work
     finally:
         svc.prepare_pool.close()
         svc.prepare_pool = PreparePool(0)
@@ -156,17 +156,16 @@ def test_a_dead_worker_loses_nothing_the_request_is_decided_here(client, runtime
     pool = PreparePool(1, min_bytes=0)
     try:
         first = asyncio.run(pool.prepare(dataset, compiled, payload, limits, namespaces=nss))
-        executor = pool._pool
-        assert executor is not None
+        executor = pool._pools["records"]
         for proc in list(executor._processes.values()):
             os.kill(proc.pid, signal.SIGKILL)
             proc.join()
         again = asyncio.run(pool.prepare(dataset, compiled, payload, limits, namespaces=nss))
         assert [_decided(d) for d in again] == [_decided(d) for d in first]
         assert all(d.identities is None for d in again if not isinstance(d, Problem))  # decided here
-        assert pool._pool is None  # the broken pool is gone; the next request starts a new one
+        assert "records" not in pool._pools  # the broken pool is gone; the next request starts a new one
         third = asyncio.run(pool.prepare(dataset, compiled, payload, limits, namespaces=nss))
-        assert pool._pool is not None and pool._pool is not executor
+        assert pool._pools["records"] is not executor
         assert [_decided(d) for d in third] == [_decided(d) for d in first]
     finally:
         pool.close()
@@ -179,7 +178,7 @@ def test_small_payloads_and_no_processes_stay_in_the_server_process(client, runt
     svc.prepare_pool = PreparePool(1)
     try:
         small = asyncio.run(svc.prepare_many(dataset, orjson.dumps(_records()[:2])))
-        assert [d.ok for d in small] == [True, True] and svc.prepare_pool._pool is None
+        assert [d.ok for d in small] == [True, True] and not svc.prepare_pool._pools
         assert all(d.identities is None for d in small)  # the writer runs the identity rules
         svc.prepare_pool = PreparePool(0, min_bytes=0)
         assert not svc.prepare_pool.wanted(10**6)
@@ -189,11 +188,99 @@ def test_small_payloads_and_no_processes_stay_in_the_server_process(client, runt
         svc.prepare_pool = before
 
 
+class _CountingPool(PreparePool):
+    """A real pool that counts the units of views it was given (and merged in its worker)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.view_units = 0
+
+    def merge_views(self, groups, policy):
+        self.view_units += 1
+        return super().merge_views(groups, policy)
+
+
+T2, T3 = "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"
+
+
+def _view_units() -> list[list[dict[str, Any]]]:
+    """Units that update stored fragments out of order (attribute times kept per leaf), join stored
+    graphs, add events, and send union fields from several fragments."""
+    return [
+        [person("a1", T2, ids(CRMID="a", Email="a@x.io"), person={"name": {"firstName": "Ann"}},
+                _wayline={"points": 1, "tags": ["x"]}),
+         person("b1", T1, ids(CRMID="b"), person={"gender": "female"})],
+        [person("a2", T1, ids(CRMID="a"), person={"name": {"firstName": "Old", "lastName": "Lee"}},
+                _wayline={"points": 9}),  # older than a1: only lastName is new
+         person("b2", T3, ids(CRMID="b", Phone="+331"), person={"name": {"firstName": "Bea"}}),
+         person("c1", T2, ids(Phone="+331", Email="a@x.io"), _wayline={"tags": ["y", "z"]})],  # joins a and b
+        [person("a3", T3, ids(CRMID="a"), _wayline={"points": 5}),
+         person("d1", T1, ids(Email="d@x.io"), person={"gender": "male"})],
+    ]
+
+
+def _views(runtime) -> dict[int, Any]:
+    return runtime.store.read_sync(lambda c: {r[0]: (r[1], r[2]) for r in c.exec_driver_sql(
+        "SELECT key, body, event_count FROM profile_view")})
+
+
+def test_views_merged_in_a_worker_equal_views_merged_here(client, runtime):
+    s = setup_profiles(client)
+    pdg_default(client)
+    svc = runtime.platform
+    before, svc.prepare_pool = svc.prepare_pool, _CountingPool(1, min_views=1)
+    try:
+        for unit in _view_units():
+            r = client.post(f"/datasets/{s.crm}/records", json=unit)
+            assert r.status_code == 200 and r.json().get("validation") != "failed", r.text
+        put(client, s.events, purchase("e1", T2, ids(Email="d@x.io"), total=3.0))
+        assert svc.prepare_pool.view_units == 4 and list(svc.prepare_pool._pools) == ["views"]
+    finally:
+        svc.prepare_pool.close()
+        svc.prepare_pool = before
+    by_worker = _views(runtime)
+    assert len(by_worker) == 2
+    ann = profile(client, "CRMID", "a").json()
+    assert ann["entity"]["person"]["name"] == {"firstName": "Bea", "lastName": "Lee"}
+    assert ann["entity"]["_wayline"] == {"points": 5, "tags": ["y", "z"]}
+    assert profile(client, "Email", "d@x.io").json()["eventCount"] == 1
+    # the reference: every view merged from scratch here (the writer's own merge)
+    runtime.profiles.rebuild(sandbox_id=client.get("/sandbox").json()["sandbox"]["id"], chunk=1)
+    assert _views(runtime) == by_worker
+
+
+def test_a_dead_worker_loses_no_view_they_are_merged_here(client, runtime):
+    s = setup_profiles(client)
+    pdg_default(client)
+    svc = runtime.platform
+    before, svc.prepare_pool = svc.prepare_pool, _CountingPool(1, min_views=1)
+    try:
+        units = _view_units()
+        put(client, s.crm, *units[0])
+        executor = svc.prepare_pool._pools["views"]
+        for proc in list(executor._processes.values()):
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join()
+        put(client, s.crm, *units[1])  # merged here
+        assert "views" not in svc.prepare_pool._pools
+        put(client, s.crm, *units[2])  # a new worker
+        assert svc.prepare_pool._pools["views"] is not executor
+        assert svc.prepare_pool.view_units == 3
+    finally:
+        svc.prepare_pool.close()
+        svc.prepare_pool = before
+    stored = _views(runtime)
+    assert profile(client, "Email", "a@x.io").json()["entity"]["person"]["name"] == {"firstName": "Bea",
+                                                                                    "lastName": "Lee"}
+    runtime.profiles.rebuild(sandbox_id=client.get("/sandbox").json()["sandbox"]["id"], chunk=1)
+    assert _views(runtime) == stored
+
+
 _SERVER = """
 import sys
 from wayline.platform.prepare_pool import PreparePool
 pool = PreparePool(1, min_bytes=0)
-ex = pool._executor()
+ex = pool._executor("records")
 ex.submit(int, "1").result()  # the worker is up
 print(*[p.pid for p in ex._processes.values()], flush=True)
 sys.stdin.read()

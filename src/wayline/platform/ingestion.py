@@ -238,7 +238,7 @@ def raw_error(raw: str | None) -> str:
 
 
 def store_prepared(conn: Connection, sandbox_id: str, items: list[Prepared], received_ms: int,
-                   limits: Limits = _DEFAULT_LIMITS) -> list[Stored]:
+                   limits: Limits = _DEFAULT_LIMITS, *, views: profiles.ViewMerger | None = None) -> list[Stored]:
     """Store records in the caller's transaction; returns what happened to each.
 
     Each row takes its sandbox from its dataset, so requests of several sandboxes can share a call.
@@ -278,7 +278,7 @@ def store_prepared(conn: Connection, sandbox_id: str, items: list[Prepared], rec
             out.append(Stored(p.xaction_id, p.record_id, False, failed_record_id=failed_ids[i],
                               violations=p.violations))
     if fresh:
-        profiles.apply(conn, fresh, received_ms, limits)
+        profiles.apply(conn, fresh, received_ms, limits, views=views)
     return out
 
 

@@ -63,7 +63,7 @@ Guarantees (tested):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -568,6 +568,25 @@ def merge(fragments: Iterable[Fragment], policy: Policy, *, explain: bool = Fals
     run = _Run(frags, prec, idrank, explain=explain, times=None, target=0, fresh=fresh)
     profile = run.top(run.entries(), drop_id=True)
     return Merged(profile, run.sources)
+
+
+def merged_json(groups: Iterable[Sequence[Any]], policy: Policy) -> list[str]:
+    """The JSON text of `merge(group, policy, fresh=False).profile` for each group of fragments, given
+    as tuples in `Fragment`'s field order whose `body` and `leaf_ms` may still be JSON text (as
+    stored). The stored view's merge: a whole unit's worth at once, so that it can run in another
+    process (`prepare_pool`) on what the writer read or wrote, without parsing it there."""
+    out = []
+    loads, dumps, frag = orjson.loads, orjson.dumps, Fragment
+    for group in groups:
+        fs = []
+        for d, ns, value, body, updated_ms, record_id, leaf_ms in group:
+            if type(body) is not dict:
+                body = loads(body)
+            if leaf_ms is not None and type(leaf_ms) is not dict:
+                leaf_ms = loads(leaf_ms) or None
+            fs.append(frag(d, ns, value, body, updated_ms, record_id, leaf_ms))
+        out.append(dumps(merge(fs, policy, fresh=False).profile).decode())
+    return out
 
 
 def upsert(existing: Fragment | None, *, dataset_id: str, ns: str, value: str, body: dict, ts_ms: int,

@@ -21,6 +21,12 @@ is never refused because a worker's copy did not have it yet (namespaces are onl
 Small requests stay inline (the round trip to a worker costs more than it saves), and so does
 everything when `prepare_processes` is 0. If a worker dies, the request is decided inline and a new
 pool is started for the next one.
+
+The store's writer uses the pool too (`profiles.ViewMerger`): the stored views of a unit that touches
+`MIN_VIEWS` profiles or more are merged by `merging.merged_json` in a view worker, from the fragments'
+JSON text, while the writer writes the unit's other rows. View workers are separate from record
+workers, so that the writer never waits behind the next request's records; a dead one means that
+unit's views are merged by the writer.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import gc
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
@@ -40,34 +47,39 @@ import structlog
 
 from wayline.config import Limits
 from wayline.kernel.problems import FieldError, Problem
-from wayline.platform import identity, ingestion
+from wayline.platform import identity, ingestion, merging
 from wayline.platform.datasets import Dataset
 
 log = structlog.get_logger("wayline.ingestion")
 
 MIN_BYTES = 32_768  # smaller payloads are decided inline: a worker round trip costs about 1 ms, what
 # deciding ~60 records of a few hundred bytes costs here
+MIN_VIEWS = 64  # fewer views are merged by the writer itself (a merge costs ~10-20 us)
 
 
 class PreparePool:
     """Worker processes that decide records (see the module's doc). `processes` 0: everything inline."""
 
-    def __init__(self, processes: int, *, min_bytes: int = MIN_BYTES) -> None:
+    def __init__(self, processes: int, *, min_bytes: int = MIN_BYTES, min_views: int = MIN_VIEWS) -> None:
         self.processes = max(0, processes)
-        self.min_bytes = min_bytes
-        self._pool: ProcessPoolExecutor | None = None
+        self.min_bytes, self.min_views = min_bytes, min_views
+        # Records and views have their own workers: a unit's views, which the writer waits for, never
+        # queue behind the next request's records.
+        self._pools: dict[str, ProcessPoolExecutor] = {}
         self._lock = threading.Lock()
 
     def wanted(self, payload_bytes: int) -> bool:
         return self.processes > 0 and payload_bytes >= self.min_bytes
 
-    def _executor(self) -> ProcessPoolExecutor:
+    def _executor(self, kind: str) -> ProcessPoolExecutor:
+        """The workers of `kind` ("records" or "views"), started on first use."""
         with self._lock:
-            if self._pool is None:
+            pool = self._pools.get(kind)
+            if pool is None:
                 # spawn: the parent runs threads (the store's writer), which fork would copy mid-flight
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_init_worker)
-            return self._pool
+                pool = self._pools[kind] = ProcessPoolExecutor(
+                    self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+            return pool
 
     async def prepare(self, dataset: Dataset, compiled: Any, payload: bytes, limits: Limits, *,
                       namespaces: dict[str, identity.Namespace] | None,
@@ -75,25 +87,53 @@ class PreparePool:
         """Decide a JSON array of records of `dataset` in a worker. `namespaces` (profile datasets):
         the sandbox's namespaces, for the identity rules. Raises what the inline path raises for a
         payload that is not an array."""
-        pool = self._executor()
+        pool = self._executor("records")
         task = _Task(dataset, _schema_spec(compiled), limits.model_dump(), namespaces, batch_id)
         try:
             answers = await asyncio.wrap_future(pool.submit(_decide, task, payload))
         except BrokenProcessPool:
             log.warning("prepare_worker_died", dataset_id=dataset.id, records="decided inline")
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
+            self._forget("records", pool)
             return prepare_inline(dataset, compiled, payload, limits, batch_id=batch_id)
         if isinstance(answers, tuple):  # the payload itself was refused
             raise _problem_from(answers)
         return _rebuild(answers, dataset, compiled, batch_id)
 
+    # -- the stored view's merges (`profiles.ViewMerger`), from the store's writer ------------------
+
+    def wants_views(self, n: int) -> bool:
+        return self.processes > 0 and n >= self.min_views
+
+    def merge_views(self, groups: list[list[tuple[Any, ...]]], policy: merging.Policy) -> Callable[[], list[str]]:
+        """Start `merging.merged_json(groups, policy)` in a worker; the function returned waits for
+        it (or, if the worker died, merges here)."""
+        pool = self._executor("views")
+        try:
+            fut = pool.submit(merging.merged_json, groups, policy)
+        except BrokenProcessPool:
+            fut = None
+
+        def result() -> list[str]:
+            try:
+                if fut is not None:
+                    return fut.result()
+            except BrokenProcessPool:
+                pass
+            log.warning("prepare_worker_died", views=len(groups), merged="here")
+            self._forget("views", pool)
+            return merging.merged_json(groups, policy)
+        return result
+
+    def _forget(self, kind: str, pool: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pools.get(kind) is pool:
+                del self._pools[kind]
+        pool.shutdown(wait=False, cancel_futures=True)
+
     def close(self) -> None:
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -14,9 +14,9 @@ across writer threads and processes. A graph's id is the smallest id of its memb
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import sqlalchemy as sa
@@ -302,7 +302,8 @@ class _Graphs:
                    widen=("first_seen_ms", "last_seen_ms"))
 
 
-def apply(conn: Connection, items: Sequence[Prepared], received_ms: int, limits: Limits) -> None:
+def apply(conn: Connection, items: Sequence[Prepared], received_ms: int, limits: Limits, *,
+          views: ViewMerger | None = None) -> None:
     """Stitch, store fragments and events, refresh the view and emit change events for new records."""
     by_sandbox: dict[str, list[Prepared]] = {}
     for p in items:
@@ -311,10 +312,11 @@ def apply(conn: Connection, items: Sequence[Prepared], received_ms: int, limits:
         return
     outbox.lock(conn)
     for sandbox_id, part in by_sandbox.items():
-        _apply_sandbox(conn, sandbox_id, part, received_ms, limits)
+        _apply_sandbox(conn, sandbox_id, part, received_ms, limits, views)
 
 
-def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now: int, limits: Limits) -> None:
+def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now: int, limits: Limits,
+                   views: ViewMerger | None) -> None:
     eff = default_policy(conn, sandbox_id)
     idents = {f.ident for p in items for f in p.identities or ()}
     gs = _Graphs(conn, sandbox_id, idents)
@@ -341,25 +343,49 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
     for p, prim in zip(items, primaries):
         if p.time_series:
             gs.node[prim][4] += 1
-    # 3. identities and links
-    gs.write(sandbox_id, finals, gid_of)
-    # 4. fragments and the record index. Every fragment of every loaded member is read once: the
-    # upserts need some of them and the view refresh needs all of them.
+    # 3. fragments. Every fragment of every loaded member is read once, as text: the upserts parse
+    # the few they update, the view merges all of them (maybe in another process).
     frag_items = [(p, gs.node[prim][0]) for p, prim in zip(items, primaries) if not p.time_series]
     loaded_ids = [gs.node[i][0] for i in gs.loaded]
     ident_of_id = {v[0]: k for k, v in gs.node.items()}
-    by_owner = fragments_of(conn, loaded_ids, ident_of_id) if loaded_ids else {}
-    frags = {(f.dataset_id, nid): f for nid, fs in by_owner.items() for f in fs}
+    stored = _fragment_rows(conn, loaded_ids) if loaded_ids else []
+    stored_at = {(r[0], r[1]): r for r in stored} if frag_items and stored else {}
     changed: dict[tuple[str, int], merging.Fragment] = {}
     for p, nid in frag_items:
         key = (p.dataset.id, nid)
         prim = ident_of_id[nid]
+        old = changed.get(key)
+        if old is None and key in stored_at:
+            old = _fragment(stored_at[key], prim)
         ts = p.ts_ms if p.ts_ms is not None else now
-        frags[key] = changed[key] = merging.upsert(frags.get(key), dataset_id=p.dataset.id, ns=prim.ns,
-                                                   value=prim.value, body=_normalised(p.entity), ts_ms=ts,
-                                                   record_id=p.record_id)
+        changed[key] = merging.upsert(old, dataset_id=p.dataset.id, ns=prim.ns, value=prim.value,
+                                      body=_normalised(p.entity), ts_ms=ts, record_id=p.record_id)
+    texts = {key: (_json(f.body), None if f.leaf_ms is None else _json(f.leaf_ms)) for key, f in changed.items()}
+    # 4. the view of every touched profile starts merging (in a worker when one takes it) while the rest is
+    # written: identities, links, fragments, the record index, graph events, change events
+    touched = [g for g in finals if id(g) in gs.touch]
+    if eff.policy.graph == "pdg":
+        keys = {gid_of[id(g)]: [gs.node[i][0] for i in g.members] for g in touched}
+        vanished = {gid for g in touched for gid in gs.touch[id(g)].previous} - set(gid_of.values())
+        vanished |= gs.loaded_gids - set(gid_of.values())
+    else:
+        keys = {gs.node[prim][0]: [gs.node[prim][0]] for prim in primaries}
+        vanished = set()
+    as_text = views is not None and views.wants_views(len(keys))
+    owned: dict[int, list[tuple[Any, ...]]] = {}
+    for d, nid, body, updated_ms, leaf_ms, record_id in stored:
+        if (d, nid) not in changed:
+            i = ident_of_id[nid]
+            owned.setdefault(nid, []).append((d, i.ns, i.value, body, updated_ms, record_id, leaf_ms))
+    for (d, nid), f in changed.items():
+        body, leaf_ms = texts[(d, nid)] if as_text else (f.body, f.leaf_ms)
+        owned.setdefault(nid, []).append((d, f.ns, f.value, body, f.updated_ms, f.record_id, leaf_ms))
+    counts = {v[0]: v[4] for v in gs.node.values()}
+    finish_views = start_views(conn, sandbox_id, keys, eff, now, vanished=vanished, frags=owned, counts=counts,
+                               views=views if as_text else None)
+    gs.write(sandbox_id, finals, gid_of)
     write_rows(conn, t.profile_fragments, _FRAGMENT_COLUMNS, [
-        (d, nid, sandbox_id, _json(f.body), f.updated_ms, None if f.leaf_ms is None else _json(f.leaf_ms), f.record_id)
+        (d, nid, sandbox_id, texts[(d, nid)][0], f.updated_ms, texts[(d, nid)][1], f.record_id)
         for (d, nid), f in changed.items()], conflict=["identity_id", "dataset_id"], update=_FRAGMENT_COLUMNS[3:])
     write_rows(conn, t.profile_records, _RECORD_INDEX_COLUMNS, [
         (gs.node[prim][0], p.time_series, p.ts_ms if p.ts_ms is not None else now, p.dataset.id, p.record_id)
@@ -370,20 +396,7 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
             {"sandbox_id": sandbox_id, "graph_id": gid_of[gs.final_of(gkey)], "kind": kind, "detail": detail,
              "at_ms": now}
             for gkey, kind, detail in gs.events])
-    # 6. the view of every touched profile, and one change event each
-    touched = [g for g in finals if id(g) in gs.touch]
-    if eff.policy.graph == "pdg":
-        keys = {gid_of[id(g)]: [gs.node[i][0] for i in g.members] for g in touched}
-        vanished = {gid for g in touched for gid in gs.touch[id(g)].previous} - set(gid_of.values())
-        vanished |= gs.loaded_gids - set(gid_of.values())
-    else:
-        keys = {gs.node[prim][0]: [gs.node[prim][0]] for prim in primaries}
-        vanished = set()
-    owned: dict[int, list[merging.Fragment]] = {}
-    for (_, nid), f in frags.items():
-        owned.setdefault(nid, []).append(f)
-    counts = {v[0]: v[4] for v in gs.node.values()}
-    refresh_view(conn, sandbox_id, keys, eff, now, vanished=vanished, frags=owned, counts=counts)
+    # 6. one change event per touched profile, and the view written
     messages = []
     for g in touched:
         tch = gs.touch[id(g)]
@@ -395,32 +408,53 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
         messages.append((contracts.PROFILE_STREAM, outbox.ordering_key(sandbox_id, tch.ident.ns, tch.ident.value),
                          contracts.PROFILE_CHANGED, event))
     outbox.add_many(conn, messages, now_ms=now, returning=False)
+    finish_views()
 
 
 # -- the view --------------------------------------------------------------------------------------
 
+class ViewMerger(Protocol):
+    """Merges stored views elsewhere (`prepare_pool.PreparePool`): `wants_views(n)` says whether a
+    unit of n views is worth sending; `merge_views` starts `merging.merged_json` on them and returns
+    what waits for its result."""
+
+    def wants_views(self, n: int) -> bool: ...
+
+    def merge_views(self, groups: list[list[tuple[Any, ...]]], policy: merging.Policy) -> Callable[[], list[str]]: ...
+
+
 def refresh_view(conn: Connection, sandbox_id: str, keys: dict[int, list[int]], eff: Effective, now: int, *,
-                 vanished: Iterable[int] = (), frags: dict[int, list[merging.Fragment]] | None = None,
+                 vanished: Iterable[int] = (), frags: dict[int, list[Any]] | None = None,
                  counts: dict[int, int] | None = None) -> None:
     """Recompute the view rows of `keys` (key -> member identity ids) from their fragments.
 
-    `frags` and `counts` (by identity id), when given, are every fragment and event count of those
-    identities, already in memory; otherwise they are read."""
+    `frags` and `counts` (by identity id), when given, are every fragment (tuples in `Fragment`'s
+    field order, bodies parsed or as stored) and event count of those identities, already in
+    memory; otherwise they are read."""
+    start_views(conn, sandbox_id, keys, eff, now, vanished=vanished, frags=frags, counts=counts)()
+
+
+def start_views(conn: Connection, sandbox_id: str, keys: dict[int, list[int]], eff: Effective, now: int, *,
+                vanished: Iterable[int] = (), frags: dict[int, list[Any]] | None = None,
+                counts: dict[int, int] | None = None, views: ViewMerger | None = None) -> Callable[[], None]:
+    """`refresh_view` in two steps: the merges start now (in `views` when given), the rows are
+    written by the function returned, so that the caller can write other rows in between."""
     vanished = [k for k in vanished if k not in keys]
-    if vanished:
-        _delete_views(conn, sandbox_id, vanished)
     if not keys:
-        return
+        if vanished:
+            _delete_views(conn, sandbox_id, vanished)
+        return _nothing
     all_ids = [i for ids in keys.values() for i in ids]
     if frags is None:
         frags = fragments_of(conn, all_ids)
     if counts is None:
         counts = event_counts(conn, all_ids)
-    rows = []
+    full: list[tuple[int, int]] = []  # (key, events) of the rows to write, in the order of `groups`
+    groups: list[list[Any]] = []
     empty = []
     frags_of, count_of = frags.get, counts.get
     for key, ids in keys.items():
-        fs: list[merging.Fragment] = []
+        fs: list[Any] = []
         n = 0
         for i in ids:
             got = frags_of(i)
@@ -430,11 +464,24 @@ def refresh_view(conn: Connection, sandbox_id: str, keys: dict[int, list[int]], 
         if not fs and not n:
             empty.append(key)
             continue
-        body = merging.merge(fs, eff.policy, fresh=False).profile  # only serialised
-        rows.append((sandbox_id, key, eff.stamp, _json(body), n, now))
-    write_rows(conn, t.profile_view, _VIEW_COLUMNS, rows, conflict=_VIEW_COLUMNS[:2], update=_VIEW_COLUMNS[2:])
-    if empty:
-        _delete_views(conn, sandbox_id, empty)
+        full.append((key, n))
+        groups.append(fs)
+    bodies = views.merge_views(groups, eff.policy) if views is not None else None
+    if vanished:
+        _delete_views(conn, sandbox_id, vanished)
+
+    def finish() -> None:
+        merged = bodies() if bodies is not None else merging.merged_json(groups, eff.policy)
+        write_rows(conn, t.profile_view, _VIEW_COLUMNS,
+                   [(sandbox_id, key, eff.stamp, body, n, now) for (key, n), body in zip(full, merged, strict=True)],
+                   conflict=_VIEW_COLUMNS[:2], update=_VIEW_COLUMNS[2:])
+        if empty:
+            _delete_views(conn, sandbox_id, empty)
+    return finish
+
+
+def _nothing() -> None:
+    return None
 
 
 def _delete_views(conn: Connection, sandbox_id: str, keys: Sequence[int]) -> None:
@@ -442,25 +489,25 @@ def _delete_views(conn: Connection, sandbox_id: str, keys: Sequence[int]) -> Non
                          (sandbox_id, list_param(conn, keys)))
 
 
-def fragments_of(conn: Connection, identity_ids: Sequence[int],
-                 idents: dict[int, Ident] | None = None) -> dict[int, list[merging.Fragment]]:
-    """Fragments by identity id (each fragment belongs to its primary identity). `idents` (identity id
-    -> Ident), when the caller has them, spares the join that reads each fragment's identity."""
+def _fragment_rows(conn: Connection, identity_ids: Sequence[int]) -> list[Any]:
+    """The fragments of these identities as stored: (dataset_id, identity_id, body, updated_ms, leaf_ms,
+    record_id), body and leaf_ms as JSON text on SQLite (already decoded on PostgreSQL)."""
+    return conn.exec_driver_sql(_in_sql(
+        conn, "SELECT dataset_id, identity_id, body, updated_ms, leaf_ms, record_id "
+              "FROM profile_fragments WHERE identity_id {}"), (list_param(conn, list(dict.fromkeys(identity_ids))),)).all()
+
+
+def _fragment(row: Any, ident: Ident) -> merging.Fragment:
+    dataset_id, _, body, updated_ms, leaf_ms, record_id = row
+    return merging.Fragment(dataset_id, ident.ns, ident.value, _loads(body), updated_ms, record_id,
+                            None if leaf_ms is None else _loads(leaf_ms) or None)
+
+
+def fragments_of(conn: Connection, identity_ids: Sequence[int]) -> dict[int, list[merging.Fragment]]:
+    """Fragments by identity id (each fragment belongs to its primary identity)."""
     out: dict[int, list[merging.Fragment]] = {}
     fragment = merging.Fragment
     ids = list_param(conn, list(dict.fromkeys(identity_ids)))
-    if idents is not None:
-        loads = _loads if conn.dialect.name != "sqlite" else orjson.loads  # (SQLite: always text)
-        for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id in conn.exec_driver_sql(_in_sql(
-                conn, "SELECT dataset_id, identity_id, body, updated_ms, leaf_ms, record_id "
-                      "FROM profile_fragments WHERE identity_id {}"), (ids,)).all():
-            i = idents[identity_id]
-            mine = out.get(identity_id)
-            if mine is None:
-                mine = out[identity_id] = []
-            mine.append(fragment(dataset_id, i.ns, i.value, loads(body), updated_ms, record_id,
-                                 None if leaf_ms is None else _loads(leaf_ms) or None))
-        return out
     for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id, ns, value in conn.exec_driver_sql(_in_sql(
             conn, "SELECT f.dataset_id, f.identity_id, f.body, f.updated_ms, f.leaf_ms, f.record_id, i.ns, i.value "
                   "FROM profile_fragments f JOIN identities i ON i.id = f.identity_id WHERE f.identity_id {}"),

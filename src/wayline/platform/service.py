@@ -31,7 +31,7 @@ class PlatformService:
         self._intake = Coalescer(store, self._store_intake)
 
     def _store_intake(self, conn: Any, items: list[ingestion.Prepared]) -> list[ingestion.Stored]:
-        return ingestion.store_prepared(conn, "", items, now_ms(), self.limits)
+        return ingestion.store_prepared(conn, "", items, now_ms(), self.limits, views=self.prepare_pool)
 
     # -- lookups on the hot path (cached) ------------------------------------------------------------
 
