@@ -13,7 +13,7 @@ import pytest
 
 from tests.platform.profiling import ids, pdg_default, person, profile, purchase, put, setup_profiles
 from wayline.kernel.problems import Problem
-from wayline.platform import identity, profiles
+from wayline.platform import identity, merging, profiles
 from wayline.platform.prepare_pool import PreparePool, prepare_inline
 
 T1 = "2026-01-01T00:00:00Z"
@@ -76,9 +76,16 @@ def test_a_worker_decides_every_record_as_the_server_process_does(client, runtim
             continue
         found, violations = profiles.record_rules(h, nss, limits)
         assert t.identities == (None if violations else found)
+        # and, with the identities, the fragment the writer makes of the record where there is none
+        assert t.fragment == (None if violations else profiles.new_fragment_text(h))
+        assert h.fragment is None  # inline, the writer works it out
     by_id = {d.record_id: d for d in there if not isinstance(d, Problem)}
     assert [f.ident for f in by_id["ok-1"].identities] == [identity.Ident("CRMID", "c-1"),
                                                          identity.Ident("Email", "ann@example.com")]
+    made = merging.upsert(None, dataset_id=dataset.id, ns="CRMID", value="c-1", ts_ms=0, record_id="ok-1",
+                          body=profiles._normalised(by_id["ok-1"].entity)).body
+    assert orjson.loads(by_id["ok-1"].fragment) == made
+    assert made["identityMap"]["Email"] == [{"id": "ann@example.com", "primary": False}]  # normalised
     assert by_id["later-ns"].identities is None and by_id["bad-ecid"].identities is None
     assert by_id["tags"].identities is None and by_id["no-ids"].identities is None
 
@@ -112,8 +119,11 @@ def test_the_records_route_answers_the_same_with_and_without_workers(client, run
     svc = runtime.platform
 
     def post(prefix: str) -> list[dict[str, Any]]:
-        recs = [person(f"{prefix}-{i}", T1, ids(CRMID=f"{prefix}-c{i}", Email=f"{prefix}{i}@x.io"),
+        recs = [person(f"{prefix}-{i}", T1, ids(CRMID=f"{prefix}-c{i}", Email=f"{prefix}{i}@X.io"),
                        _wayline={"points": i if i % 7 else "bad"}) for i in range(200)]
+        # later records of the same fragments in the same request, newer and older than the first
+        recs += [person(f"{prefix}-u{i}", T2 if i % 2 else "2025-12-31T00:00:00Z", ids(CRMID=f"{prefix}-c{i}"),
+                        person={"name": {"firstName": f"N{i}"}}, _wayline={"points": -i}) for i in range(1, 20)]
         body = orjson.dumps(recs)
         assert len(body) > 32_768  # large enough for a worker
         r = client.post(f"/datasets/{s.crm}/records", content=body, headers={"content-type": "application/json"})
@@ -123,16 +133,28 @@ def test_the_records_route_answers_the_same_with_and_without_workers(client, run
 
     inline_pool, svc.prepare_pool = svc.prepare_pool, PreparePool(1)
     try:
-        by_worker = post("w")
+        by_worker = post("wk")
         assert "records" in svc.prepare_pool._pools  # the worker pool did the work
     finally:
         svc.prepare_pool.close()
         svc.prepare_pool = PreparePool(0)
-    by_server = post("s")
+    by_server = post("sv")
     inline_pool.close()
     assert by_worker == by_server
     assert sum(1 for r in by_worker if r.get("validation") == "failed") == 29
-    assert profile(client, "Email", "w3@x.io").json()["entity"]["_wayline"] == {"points": 3}
+    assert profile(client, "Email", "wk3@x.io").json()["entity"]["_wayline"] == {"points": -3}
+    assert profile(client, "Email", "wk4@x.io").json()["entity"]["_wayline"] == {"points": 4}
+
+    def stored(prefix: str) -> dict[str, Any]:  # fragments and views, the prefix taken out
+        rows = runtime.store.read_sync(lambda c: c.exec_driver_sql(
+            "SELECT 'f', i.value, f.body FROM profile_fragments f JOIN identities i ON i.id = f.identity_id "
+            "UNION ALL SELECT 'v', i.value, v.body FROM profile_view v JOIN identities i ON i.id = v.key").all())
+        return {(kind, value.replace(prefix, "")): orjson.dumps(body).decode().replace(prefix, "")
+                if isinstance(body, dict) else body.replace(prefix, "")
+                for kind, value, body in rows if value.startswith(prefix)}
+    by_worker_rows, by_server_rows = stored("wk"), stored("sv")
+    assert len(by_worker_rows) == 2 * 173  # a fragment and a view per profile (two only from a later record)
+    assert by_worker_rows == by_server_rows
 
 
 def test_bad_payloads_are_the_same_problems_from_a_worker(client, runtime, pool):

@@ -84,6 +84,9 @@ class Prepared:
     identity_fields: tuple[Any, ...] | None = None
     time_series: bool = False
     identities: list[Any] | None = None
+    # The JSON of the fragment the record makes where its dataset has none for its primary identity
+    # yet (`profiles.new_fragment_text`), when a prepare worker worked it out with the identities.
+    fragment: str | None = None
 
 
 class Stored(NamedTuple):

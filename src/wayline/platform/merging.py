@@ -589,12 +589,18 @@ def merged_json(groups: Iterable[Sequence[Any]], policy: Policy) -> list[str]:
     return out
 
 
+def new_fragment(body: dict) -> dict | None:
+    """The body of the fragment one record makes where there was none: what `upsert(None, ...)` keeps,
+    or None when that needs the general path (a union field repeats a key)."""
+    return _single(body, drop_id=False, fresh=False)
+
+
 def upsert(existing: Fragment | None, *, dataset_id: str, ns: str, value: str, body: dict, ts_ms: int,
            record_id: str | None) -> Fragment:
     """The fragment `existing` (None: a new one) updated by one record (see the module doc)."""
     record = Fragment(dataset_id, ns, value, body, ts_ms, record_id)
     if existing is None:
-        one = _single(body, drop_id=False, fresh=False)  # shares the record's values: never mutated
+        one = new_fragment(body)  # shares the record's values: never mutated
         if one is not None:
             return Fragment(dataset_id, ns, value, one, ts_ms, record_id, None)
         frags, upd, rid = [record], ts_ms, record_id

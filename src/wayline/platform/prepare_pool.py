@@ -6,10 +6,12 @@ nothing but the request and a few cached definitions in other processes:
 
   parse the JSON array → `ingestion.prepare` each record (size, schema, `_id`, time)
                        → for profile records, the identity and fragment rules (`profiles.record_rules`)
+                         and the fragment the record makes if it is the first (`new_fragment_text`)
 
-and sends back a compact answer per record (its JSON bytes, its identities), which this process
-turns into the same `Prepared` objects as the inline path. The writer then skips the identity rules
-of records that passed them in a worker. A worker never touches the database: the dataset, the
+and sends back a compact answer per record (its JSON bytes, its identities, that fragment's JSON),
+which this process turns into the same `Prepared` objects as the inline path. The writer then skips
+the identity rules of records that passed them in a worker, and writes a new fragment's JSON as
+the worker made it. A worker never touches the database: the dataset, the
 compiled schema's definition and the sandbox's namespaces travel with the request (the schema is
 compiled once per worker and version).
 
@@ -181,8 +183,9 @@ def _schema_spec(compiled: Any) -> dict[str, Any]:
 
 
 # An answer per record, as plain tuples (pickled in C, rebuilt here without the dataset):
-#   ("ok", xaction_id, record_id, ts_ms, blob, time_series, identities or None)
+#   ("ok", xaction_id, record_id, ts_ms, blob, time_series, identities or None, fragment or None)
 #     identities: ((ns, value, primary, authenticated_state, pointer), ...) when the rules passed
+#     fragment: the JSON of the fragment the record makes where there is none yet (see Prepared)
 #   ("prepared", Prepared without its dataset)   a record decided invalid (rare: pickled whole)
 #   ("problem", status, slug, title, detail, errors, extra)   a record refused (413)
 # (A Problem is not pickled as such: an exception made with keyword arguments does not unpickle.)
@@ -203,11 +206,12 @@ def _rebuild(answers: list[tuple[Any, ...]], dataset: Dataset, compiled: Any,
     for a in answers:
         kind = a[0]
         if kind == "ok":
-            _, xid, rid, ts, blob, series, ids = a
+            _, xid, rid, ts, blob, series, ids, frag = a
             out.append(prepared(dataset, xid, loads(blob), True, record_id=rid, ts_ms=ts, batch_id=batch_id, blob=blob,
                                 identity_fields=fields, time_series=series,
                                 identities=None if ids is None else [
-                                    found((ident((ns, v)), pr, st, ptr)) for ns, v, pr, st, ptr in ids]))
+                                    found((ident((ns, v)), pr, st, ptr)) for ns, v, pr, st, ptr in ids],
+                                fragment=frag))
         elif kind == "prepared":
             p = a[1]
             p.dataset = dataset
@@ -263,10 +267,12 @@ def _decide(task: _Task, payload: bytes) -> list[tuple[Any, ...]] | tuple[Any, .
             p.dataset = None  # type: ignore[assignment]  # the caller has it
             out.append(("prepared", p))
             continue
-        ids = None
+        ids = frag = None
         if nss is not None:
             found, violations = profiles.record_rules(p, nss, limits)
             if not violations:
                 ids = tuple((f.ident.ns, f.ident.value, f.primary, f.authenticated_state, f.pointer) for f in found)
-        out.append(("ok", p.xaction_id, p.record_id, p.ts_ms, p.blob, p.time_series, ids))
+                if not p.time_series:
+                    frag = profiles.new_fragment_text(p)
+        out.append(("ok", p.xaction_id, p.record_id, p.ts_ms, p.blob, p.time_series, ids, frag))
     return out

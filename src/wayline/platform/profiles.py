@@ -119,6 +119,13 @@ def record_rules(p: Prepared, nss: dict[str, identity.Namespace],
     return found, violations
 
 
+def new_fragment_text(p: Prepared) -> str | None:
+    """The JSON of the fragment a valid record makes where its dataset has no fragment of its primary
+    identity yet (what `apply` writes then), or None when that takes the general upsert (pure)."""
+    body = merging.new_fragment(_normalised(p.entity))
+    return None if body is None else _json(body)
+
+
 _NOT_A_FIELD = frozenset({"_id"})
 
 
@@ -350,17 +357,27 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
     ident_of_id = {v[0]: k for k, v in gs.node.items()}
     stored = _fragment_rows(conn, loaded_ids) if loaded_ids else []
     stored_at = {(r[0], r[1]): r for r in stored} if frag_items and stored else {}
+    # A new fragment whose text a prepare worker worked out is kept as that text (body None) until
+    # something needs its body: another record of the unit for it, or a view merged here.
     changed: dict[tuple[str, int], merging.Fragment] = {}
+    texts: dict[tuple[str, int], tuple[str, str | None]] = {}
     for p, nid in frag_items:
         key = (p.dataset.id, nid)
         prim = ident_of_id[nid]
-        old = changed.get(key)
-        if old is None and key in stored_at:
-            old = _fragment(stored_at[key], prim)
         ts = p.ts_ms if p.ts_ms is not None else now
-        changed[key] = merging.upsert(old, dataset_id=p.dataset.id, ns=prim.ns, value=prim.value,
-                                      body=_normalised(p.entity), ts_ms=ts, record_id=p.record_id)
-    texts = {key: (_json(f.body), None if f.leaf_ms is None else _json(f.leaf_ms)) for key, f in changed.items()}
+        old = changed.get(key)
+        if old is None:
+            if key in stored_at:
+                old = _fragment(stored_at[key], prim)
+            elif p.fragment is not None:
+                changed[key] = merging.Fragment(p.dataset.id, prim.ns, prim.value, None, ts, p.record_id)
+                texts[key] = (p.fragment, None)
+                continue
+        elif old.body is None:
+            old = old._replace(body=orjson.loads(texts[key][0]))
+        f = changed[key] = merging.upsert(old, dataset_id=p.dataset.id, ns=prim.ns, value=prim.value,
+                                          body=_normalised(p.entity), ts_ms=ts, record_id=p.record_id)
+        texts[key] = (_json(f.body), None if f.leaf_ms is None else _json(f.leaf_ms))
     # 4. the view of every touched profile starts merging (in a worker when one takes it) while the rest is
     # written: identities, links, fragments, the record index, graph events, change events
     touched = [g for g in finals if id(g) in gs.touch]
@@ -378,7 +395,7 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
             i = ident_of_id[nid]
             owned.setdefault(nid, []).append((d, i.ns, i.value, body, updated_ms, record_id, leaf_ms))
     for (d, nid), f in changed.items():
-        body, leaf_ms = texts[(d, nid)] if as_text else (f.body, f.leaf_ms)
+        body, leaf_ms = texts[(d, nid)] if as_text or f.body is None else (f.body, f.leaf_ms)
         owned.setdefault(nid, []).append((d, f.ns, f.value, body, f.updated_ms, f.record_id, leaf_ms))
     counts = {v[0]: v[4] for v in gs.node.values()}
     finish_views = start_views(conn, sandbox_id, keys, eff, now, vanished=vanished, frags=owned, counts=counts,
