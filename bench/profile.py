@@ -18,7 +18,8 @@ size. Everything but generating the records runs in this process, on the product
             and more are parsed, validated and pass the identity rules in a prepare worker process
             (`prepare_pool`; `WAYLINE_PREPARE_PROCESSES=0` keeps everything in this process), then
             `Store.write(ingestion.store_prepared(...))` on the store's writer (records +
-            `profiles.apply`: stitching, fragments, view, outbox). The next unit is received and
+            `profiles.apply`: stitching, fragments, view, outbox; the views merged in a view worker
+            with `views=` the same pool, as the server's intake does). The next unit is received and
             prepared while the writer stores the last one, as a client that sends its next request
             before the last is answered; the writer takes one unit at a time (`--inflight 2` queues
             two, which the writer then commits as one group, as it does for the API; measured
