@@ -298,6 +298,49 @@ def test_a_dead_worker_loses_no_view_they_are_merged_here(client, runtime):
     assert _views(runtime) == stored
 
 
+def test_a_stuck_worker_is_ended_and_its_work_done_here(client, runtime):
+    """A worker that answers nothing (stopped) holds up neither a request nor the writer, which holds
+    its transaction while it waits for views: past the timeout the work is done in the server and
+    the stuck worker is ended."""
+    s, dataset, nss = _setup(client, runtime)
+    pdg_default(client)
+    compiled = runtime.platform.compiled_for(dataset)
+    limits = runtime.settings.limits
+    svc = runtime.platform
+    before, svc.prepare_pool = svc.prepare_pool, _CountingPool(1, min_bytes=0, min_views=1, timeout_s=1.0)
+    pool = svc.prepare_pool
+    stopped = []
+    try:
+        units = _view_units()
+        put(client, s.crm, *units[0])  # starts a view worker
+        first = asyncio.run(pool.prepare(dataset, compiled, orjson.dumps(_records()), limits, namespaces=nss))
+        stuck = dict(pool._pools)
+        for executor in stuck.values():
+            for proc in executor._processes.values():
+                os.kill(proc.pid, signal.SIGSTOP)
+                stopped.append(proc)
+        put(client, s.crm, *units[1])  # its records decided and its views merged here, each after a second
+        assert not pool._pools  # both stuck pools dropped
+        again = asyncio.run(pool.prepare(dataset, compiled, orjson.dumps(_records()), limits, namespaces=nss))
+        assert [_decided(d) for d in again] == [_decided(d) for d in first]
+        assert pool._pools["records"] is not stuck["records"]  # a new worker decided these
+        for proc in stopped:
+            proc.join(10)
+            assert not proc.is_alive()  # ended, not left behind stopped
+        stopped.clear()
+        put(client, s.crm, *units[2])  # a new view worker
+        assert "views" in pool._pools and pool.view_units == 3
+    finally:
+        for proc in stopped:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGKILL)
+        pool.close()
+        svc.prepare_pool = before
+    stored = _views(runtime)
+    runtime.profiles.rebuild(sandbox_id=client.get("/sandbox").json()["sandbox"]["id"], chunk=1)
+    assert _views(runtime) == stored
+
+
 _SERVER = """
 import sys
 from wayline.platform.prepare_pool import PreparePool

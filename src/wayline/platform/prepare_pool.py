@@ -21,8 +21,9 @@ writer to decide against the namespaces of its own transaction, so a namespace c
 is never refused because a worker's copy did not have it yet (namespaces are only ever added).
 
 Small requests stay inline (the round trip to a worker costs more than it saves), and so does
-everything when `prepare_processes` is 0. If a worker dies, the request is decided inline and a new
-pool is started for the next one.
+everything when `prepare_processes` is 0. If a worker dies, or answers nothing for `TIMEOUT_S`
+(stuck), the request is decided inline, the pool's workers are ended and a new pool is started for
+the next one.
 
 The store's writer uses the pool too (`profiles.ViewMerger`): the stored views of a unit that touches
 `MIN_VIEWS` profiles or more are merged by `merging.merged_json` in a view worker, from the fragments'
@@ -57,14 +58,16 @@ log = structlog.get_logger("wayline.ingestion")
 MIN_BYTES = 32_768  # smaller payloads are decided inline: a worker round trip costs about 1 ms, what
 # deciding ~60 records of a few hundred bytes costs here
 MIN_VIEWS = 64  # fewer views are merged by the writer itself (a merge costs ~10-20 us)
+TIMEOUT_S = 60.0  # a worker silent this long is taken for stuck: its work is done here, it is ended
 
 
 class PreparePool:
     """Worker processes that decide records (see the module's doc). `processes` 0: everything inline."""
 
-    def __init__(self, processes: int, *, min_bytes: int = MIN_BYTES, min_views: int = MIN_VIEWS) -> None:
+    def __init__(self, processes: int, *, min_bytes: int = MIN_BYTES, min_views: int = MIN_VIEWS,
+                 timeout_s: float = TIMEOUT_S) -> None:
         self.processes = max(0, processes)
-        self.min_bytes, self.min_views = min_bytes, min_views
+        self.min_bytes, self.min_views, self.timeout_s = min_bytes, min_views, timeout_s
         # Records and views have their own workers: a unit's views, which the writer waits for, never
         # queue behind the next request's records.
         self._pools: dict[str, ProcessPoolExecutor] = {}
@@ -92,9 +95,10 @@ class PreparePool:
         pool = self._executor("records")
         task = _Task(dataset, _schema_spec(compiled), limits.model_dump(), namespaces, batch_id)
         try:
-            answers = await asyncio.wrap_future(pool.submit(_decide, task, payload))
-        except BrokenProcessPool:
-            log.warning("prepare_worker_died", dataset_id=dataset.id, records="decided inline")
+            answers = await asyncio.wait_for(asyncio.wrap_future(pool.submit(_decide, task, payload)),
+                                             self.timeout_s)
+        except (BrokenProcessPool, TimeoutError) as exc:
+            log.warning("prepare_worker_lost", reason=_why(exc), dataset_id=dataset.id, records="decided inline")
             self._forget("records", pool)
             return prepare_inline(dataset, compiled, payload, limits, batch_id=batch_id)
         if isinstance(answers, tuple):  # the payload itself was refused
@@ -108,28 +112,36 @@ class PreparePool:
 
     def merge_views(self, groups: list[list[tuple[Any, ...]]], policy: merging.Policy) -> Callable[[], list[str]]:
         """Start `merging.merged_json(groups, policy)` in a worker; the function returned waits for
-        it (or, if the worker died, merges here)."""
+        it (or, if the worker died or is stuck, merges here: the writer holds its transaction while
+        it waits, so it never waits longer than `timeout_s`)."""
         pool = self._executor("views")
+        lost: BaseException | None = None
         try:
             fut = pool.submit(merging.merged_json, groups, policy)
-        except BrokenProcessPool:
-            fut = None
+        except BrokenProcessPool as exc:
+            fut, lost = None, exc
 
         def result() -> list[str]:
+            nonlocal lost
             try:
                 if fut is not None:
-                    return fut.result()
-            except BrokenProcessPool:
-                pass
-            log.warning("prepare_worker_died", views=len(groups), merged="here")
+                    return fut.result(timeout=self.timeout_s)
+            except (BrokenProcessPool, TimeoutError) as exc:
+                lost = exc
+            log.warning("prepare_worker_lost", reason=_why(lost), views=len(groups), merged="here")
             self._forget("views", pool)
             return merging.merged_json(groups, policy)
         return result
 
     def _forget(self, kind: str, pool: ProcessPoolExecutor) -> None:
+        """Stop using `pool` (a worker died or is stuck): its workers are ended, the next task starts
+        a new pool."""
         with self._lock:
             if self._pools.get(kind) is pool:
                 del self._pools[kind]
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):  # (no public way before 3.14)
+            if proc.is_alive():
+                proc.kill()  # a stuck worker does not leave by itself; a dead one is already gone
         pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
@@ -137,6 +149,10 @@ class PreparePool:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _why(exc: BaseException | None) -> str:
+    return "stuck" if isinstance(exc, TimeoutError) else "died"
 
 
 def records_of(payload: bytes) -> list[Any]:
