@@ -432,6 +432,8 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
     from wayline.platform import ingestion
 
     platform = rt.platform
+    if platform.prepare_pool.processes:  # a running server's workers: started before the clock starts
+        platform.prepare_pool.start("records", "views")
     sandbox_id = ids["sandbox_id"]
     datasets = {"crm": platform.dataset(sandbox_id, ids["crm"]), "loyalty": platform.dataset(sandbox_id, ids["loyalty"])}
     limits = rt.settings.limits

@@ -22,6 +22,7 @@ T1 = "2026-01-01T00:00:00Z"
 @pytest.fixture(scope="module")
 def pool():
     p = PreparePool(1, min_bytes=0)
+    p.start("records")
     yield p
     p.close()
 
@@ -132,6 +133,7 @@ def test_the_records_route_answers_the_same_with_and_without_workers(client, run
                 for item in r.json()["results"]]
 
     inline_pool, svc.prepare_pool = svc.prepare_pool, PreparePool(1)
+    svc.prepare_pool.start("records", "views")
     try:
         by_worker = post("wk")
         assert "records" in svc.prepare_pool._pools  # the worker pool did the work
@@ -176,6 +178,7 @@ def test_a_dead_worker_loses_nothing_the_request_is_decided_here(client, runtime
     limits = runtime.settings.limits
     payload = orjson.dumps(_records())
     pool = PreparePool(1, min_bytes=0)
+    pool.start("records")
     try:
         first = asyncio.run(pool.prepare(dataset, compiled, payload, limits, namespaces=nss))
         executor = pool._pools["records"]
@@ -187,7 +190,13 @@ def test_a_dead_worker_loses_nothing_the_request_is_decided_here(client, runtime
         assert all(d.identities is None for d in again if not isinstance(d, Problem))  # decided here
         assert "records" not in pool._pools  # the broken pool is gone; the next request starts a new one
         third = asyncio.run(pool.prepare(dataset, compiled, payload, limits, namespaces=nss))
+        assert all(d.identities is None for d in third if not isinstance(d, Problem))  # here: it is starting
         assert pool._pools["records"] is not executor
+        pool.start("records")
+        fourth = asyncio.run(pool.prepare(dataset, compiled, payload, limits, namespaces=nss))
+        assert [d.identities for d in fourth if not isinstance(d, Problem)] == [
+            d.identities for d in first if not isinstance(d, Problem)]  # by the new worker
+        assert [_decided(d) for d in fourth] == [_decided(d) for d in first]
         assert [_decided(d) for d in third] == [_decided(d) for d in first]
     finally:
         pool.close()
@@ -251,6 +260,7 @@ def test_views_merged_in_a_worker_equal_views_merged_here(client, runtime):
     pdg_default(client)
     svc = runtime.platform
     before, svc.prepare_pool = svc.prepare_pool, _CountingPool(1, min_views=1)
+    svc.prepare_pool.start("views")
     try:
         for unit in _view_units():
             r = client.post(f"/datasets/{s.crm}/records", json=unit)
@@ -276,6 +286,7 @@ def test_a_dead_worker_loses_no_view_they_are_merged_here(client, runtime):
     pdg_default(client)
     svc = runtime.platform
     before, svc.prepare_pool = svc.prepare_pool, _CountingPool(1, min_views=1)
+    svc.prepare_pool.start("views")
     try:
         units = _view_units()
         put(client, s.crm, *units[0])
@@ -285,8 +296,10 @@ def test_a_dead_worker_loses_no_view_they_are_merged_here(client, runtime):
             proc.join()
         put(client, s.crm, *units[1])  # merged here
         assert "views" not in svc.prepare_pool._pools
-        put(client, s.crm, *units[2])  # a new worker
-        assert svc.prepare_pool._pools["views"] is not executor
+        put(client, s.crm, *units[2])  # merged here too while a new worker starts
+        assert svc.prepare_pool._pools["views"] is not executor and svc.prepare_pool.view_units == 2
+        svc.prepare_pool.start("views")
+        put(client, s.crm, person("e1", T3, ids(Email="e@x.io")))  # by the new worker
         assert svc.prepare_pool.view_units == 3
     finally:
         svc.prepare_pool.close()
@@ -309,10 +322,11 @@ def test_a_stuck_worker_is_ended_and_its_work_done_here(client, runtime):
     svc = runtime.platform
     before, svc.prepare_pool = svc.prepare_pool, _CountingPool(1, min_bytes=0, min_views=1, timeout_s=1.0)
     pool = svc.prepare_pool
+    pool.start("records", "views")
     stopped = []
     try:
         units = _view_units()
-        put(client, s.crm, *units[0])  # starts a view worker
+        put(client, s.crm, *units[0])
         first = asyncio.run(pool.prepare(dataset, compiled, orjson.dumps(_records()), limits, namespaces=nss))
         stuck = dict(pool._pools)
         for executor in stuck.values():
@@ -321,6 +335,7 @@ def test_a_stuck_worker_is_ended_and_its_work_done_here(client, runtime):
                 stopped.append(proc)
         put(client, s.crm, *units[1])  # its records decided and its views merged here, each after a second
         assert not pool._pools  # both stuck pools dropped
+        pool.start("records", "views")
         again = asyncio.run(pool.prepare(dataset, compiled, orjson.dumps(_records()), limits, namespaces=nss))
         assert [_decided(d) for d in again] == [_decided(d) for d in first]
         assert pool._pools["records"] is not stuck["records"]  # a new worker decided these
@@ -329,7 +344,7 @@ def test_a_stuck_worker_is_ended_and_its_work_done_here(client, runtime):
             assert not proc.is_alive()  # ended, not left behind stopped
         stopped.clear()
         put(client, s.crm, *units[2])  # a new view worker
-        assert "views" in pool._pools and pool.view_units == 3
+        assert pool._pools["views"] is not stuck["views"] and pool.view_units == 3
     finally:
         for proc in stopped:
             if proc.is_alive():
@@ -345,8 +360,8 @@ _SERVER = """
 import sys
 from wayline.platform.prepare_pool import PreparePool
 pool = PreparePool(1, min_bytes=0)
-ex = pool._executor("records")
-ex.submit(int, "1").result()  # the worker is up
+pool.start("records")  # the worker is up
+ex = pool._pools["records"]
 print(*[p.pid for p in ex._processes.values()], flush=True)
 sys.stdin.read()
 """

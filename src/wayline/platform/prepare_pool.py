@@ -21,9 +21,10 @@ writer to decide against the namespaces of its own transaction, so a namespace c
 is never refused because a worker's copy did not have it yet (namespaces are only ever added).
 
 Small requests stay inline (the round trip to a worker costs more than it saves), and so does
-everything when `prepare_processes` is 0. If a worker dies, or answers nothing for `TIMEOUT_S`
-(stuck), the request is decided inline, the pool's workers are ended and a new pool is started for
-the next one.
+everything when `prepare_processes` is 0, and everything while a pool's first worker is starting
+(about a second after the first large request, or after a pool was lost). If a worker dies, or
+answers nothing for `TIMEOUT_S` (stuck), the request is decided inline, the pool's workers are ended
+and a new pool is started for the next one.
 
 The store's writer uses the pool too (`profiles.ViewMerger`): the stored views of a unit that touches
 `MIN_VIEWS` profiles or more are merged by `merging.merged_json` in a view worker, from the fragments'
@@ -40,7 +41,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from typing import Any
@@ -71,20 +72,33 @@ class PreparePool:
         # Records and views have their own workers: a unit's views, which the writer waits for, never
         # queue behind the next request's records.
         self._pools: dict[str, ProcessPoolExecutor] = {}
+        self._up: dict[str, Future[bool]] = {}  # per kind: done once a worker has started
         self._lock = threading.Lock()
 
     def wanted(self, payload_bytes: int) -> bool:
         return self.processes > 0 and payload_bytes >= self.min_bytes
 
-    def _executor(self, kind: str) -> ProcessPoolExecutor:
-        """The workers of `kind` ("records" or "views"), started on first use."""
+    def _executor(self, kind: str) -> ProcessPoolExecutor | None:
+        """The workers of `kind` ("records" or "views") once one is up, else None. The first call starts
+        them; until a worker has started (about a second: a new interpreter and its imports) callers
+        do the work themselves, so that nothing waits for a process to start (the writer would wait
+        holding its transaction)."""
         with self._lock:
             pool = self._pools.get(kind)
             if pool is None:
                 # spawn: the parent runs threads (the store's writer), which fork would copy mid-flight
                 pool = self._pools[kind] = ProcessPoolExecutor(
                     self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
-            return pool
+                self._up[kind] = pool.submit(_ready)
+            up = self._up[kind]
+        return pool if up.done() else None
+
+    def start(self, *kinds: str) -> None:
+        """Start the workers of `kinds` now and wait until one of each is up (the benchmark, tests)."""
+        for kind in kinds:
+            self._executor(kind)
+        for kind in kinds:
+            self._up[kind].result(timeout=self.timeout_s)
 
     async def prepare(self, dataset: Dataset, compiled: Any, payload: bytes, limits: Limits, *,
                       namespaces: dict[str, identity.Namespace] | None,
@@ -93,6 +107,8 @@ class PreparePool:
         the sandbox's namespaces, for the identity rules. Raises what the inline path raises for a
         payload that is not an array."""
         pool = self._executor("records")
+        if pool is None:  # starting: this request is decided here
+            return prepare_inline(dataset, compiled, payload, limits, batch_id=batch_id)
         task = _Task(dataset, _schema_spec(compiled), limits.model_dump(), namespaces, batch_id)
         try:
             answers = await asyncio.wait_for(asyncio.wrap_future(pool.submit(_decide, task, payload)),
@@ -108,13 +124,15 @@ class PreparePool:
     # -- the stored view's merges (`profiles.ViewMerger`), from the store's writer ------------------
 
     def wants_views(self, n: int) -> bool:
-        return self.processes > 0 and n >= self.min_views
+        return self.processes > 0 and n >= self.min_views and self._executor("views") is not None
 
     def merge_views(self, groups: list[list[tuple[Any, ...]]], policy: merging.Policy) -> Callable[[], list[str]]:
         """Start `merging.merged_json(groups, policy)` in a worker; the function returned waits for
         it (or, if the worker died or is stuck, merges here: the writer holds its transaction while
         it waits, so it never waits longer than `timeout_s`)."""
         pool = self._executor("views")
+        if pool is None:  # (dropped since `wants_views`)
+            return lambda: merging.merged_json(groups, policy)
         lost: BaseException | None = None
         try:
             fut = pool.submit(merging.merged_json, groups, policy)
@@ -138,7 +156,7 @@ class PreparePool:
         a new pool."""
         with self._lock:
             if self._pools.get(kind) is pool:
-                del self._pools[kind]
+                del self._pools[kind], self._up[kind]
         for proc in list((getattr(pool, "_processes", None) or {}).values()):  # (no public way before 3.14)
             if proc.is_alive():
                 proc.kill()  # a stuck worker does not leave by itself; a dead one is already gone
@@ -146,7 +164,7 @@ class PreparePool:
 
     def close(self) -> None:
         with self._lock:
-            pools, self._pools = list(self._pools.values()), {}
+            pools, self._pools, self._up = list(self._pools.values()), {}, {}
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -254,6 +272,15 @@ def _init_worker() -> None:
 def _leave_with(parent: Any) -> None:
     parent.join()  # returns when the server process has ended, however it ended
     os._exit(0)
+
+
+def _ready() -> bool:
+    """A worker's first task: what it runs imported, so that the server sends work only to a worker
+    that can start on it."""
+    from wayline.platform import profiles  # noqa: F401
+    from wayline.platform.schemas.compiled import compile_schema  # noqa: F401
+
+    return True
 
 
 def _decide(task: _Task, payload: bytes) -> list[tuple[Any, ...]] | tuple[Any, ...]:
