@@ -23,7 +23,10 @@ size. Everything but generating the records runs in this process, on the product
             prepared while the writer stores the last one, as a client that sends its next request
             before the last is answered; the writer takes one unit at a time (`--inflight 2` queues
             two, which the writer then commits as one group, as it does for the API; measured
-            slower, see bench/README.md);
+            slower, see bench/README.md). `--pregenerate` generates every unit into a temporary
+            file before the clock starts and reads them from it, so that the generator does not
+            share the machine's cores with the server while it ingests, as a load generator on
+            another machine would not;
   lookups   `ProfileService.profile(...)` awaited one at a time on the event loop, for a random
             identity of a random built profile, under the default (pdg) policy: the stored merged
             view is read; then `explain=True` lookups, which merge on read.
@@ -266,20 +269,27 @@ class Feed:
     prepares them, as the API does, and generating test data does not compete with ingestion for
     this process's interpreter lock. A reader thread keeps a few units ahead."""
 
-    def __init__(self, profiles: int, chunk: int, seed: int, ahead: int = 4) -> None:
+    def __init__(self, profiles: int, chunk: int, seed: int, ahead: int = 4, *, from_file: Path | None = None) -> None:
+        """`from_file`: the units were generated into that file beforehand (`generate_file`) and are
+        read from it, so that generating them does not compete with ingestion for the cores."""
         import queue
         import subprocess
         import threading
 
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--feed", "--profiles", str(profiles),
-             "--chunk", str(chunk), "--seed", str(seed)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.proc: Any = None
+        self.file: Any = None
+        if from_file is None:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "--feed", "--profiles", str(profiles),
+                 "--chunk", str(chunk), "--seed", str(seed)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        else:
+            self.file = from_file.open("rb")
         self.units: queue.Queue[list[tuple[str, bytes]] | None] = queue.Queue(maxsize=ahead)
         self.reader = threading.Thread(target=self._read, name="bench-feed", daemon=True)
         self.reader.start()
 
     def _read(self) -> None:
-        out = self.proc.stdout
+        out = self.proc.stdout if self.proc is not None else self.file
         assert out is not None
         try:
             parts: list[tuple[str, bytes]] = []
@@ -296,15 +306,30 @@ class Feed:
     def next(self) -> list[tuple[str, bytes]]:
         unit = self.units.get()
         if unit is None:
-            raise RuntimeError(f"the record generator stopped early (exit code {self.proc.wait()})")
+            code = self.proc.wait() if self.proc is not None else "the file ended"
+            raise RuntimeError(f"the record generator stopped early ({code})")
         return unit
 
     def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            return
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def generate_file(path: Path, profiles: int, chunk: int, seed: int) -> float:
+    """Every unit generated into `path` (the `--feed` format) by the generator child; returns seconds."""
+    import subprocess
+
+    t = time.perf_counter()
+    with path.open("wb") as out:
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--feed", "--profiles", str(profiles),
+                        "--chunk", str(chunk), "--seed", str(seed)], stdout=out, stdin=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t
 
 
 def feed_main(profiles: int, chunk: int, seed: int) -> int:
@@ -394,6 +419,7 @@ class Options:
     seed: int = 7
     profile_dir: Path | None = None
     table_sizes: bool = True
+    pregenerate: bool = False  # generate every unit into a file before the clock starts
 
 
 @dataclass
@@ -406,6 +432,7 @@ class BuildStats:
     store_s: list[float] = field(default_factory=list)  # writer time per unit (inside the transaction)
     store_cpu_s: float = 0.0
     progress: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, records stored)
+    generate_s: float | None = None  # --pregenerate: generating the units, before the clock
     first_problem: str | None = None
 
 
@@ -439,6 +466,13 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
     limits = rt.settings.limits
     _, n_units = units(opts.profiles, opts.chunk)
     stats = BuildStats()
+    feed_file: Path | None = None
+    if opts.pregenerate:
+        fd, name = tempfile.mkstemp(prefix="wayline-bench-feed-", suffix=".bin")
+        os.close(fd)
+        feed_file = Path(name)
+        stats.generate_s = generate_file(feed_file, opts.profiles, opts.chunk, opts.seed)
+        log(f"generated the units into {feed_file} in {stats.generate_s:.1f} s ({feed_file.stat().st_size:,} bytes)")
     pending: set[asyncio.Task[Any]] = set()
     t0 = time.perf_counter()
     step = max(1, n_units // 20)
@@ -467,7 +501,7 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
             log(f"  unit {k + 1}/{n_units}: {stats.records:,} records in {el:.1f} s "
                 f"({stats.records / max(el, 1e-9):,.0f}/s)")
 
-    feed = Feed(opts.profiles, opts.chunk, opts.seed)
+    feed = Feed(opts.profiles, opts.chunk, opts.seed, from_file=feed_file)
     try:
         for k in range(n_units):
             g0 = time.perf_counter()
@@ -492,6 +526,8 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
             await asyncio.sleep(0)  # hand the unit to the writer now: the next is prepared while it is stored
     finally:
         feed.close()
+        if feed_file is not None:
+            feed_file.unlink(missing_ok=True)
     await asyncio.gather(*pending)
     return stats, time.perf_counter() - t0
 
@@ -713,6 +749,8 @@ async def run_on(rt: Any, ids: dict[str, Any], opts: Options, sqlite_path: Path 
         "expected": expected, "consistent": consistent,
         "build": {"units": len(stats.store_s), "records_per_unit": 3 * units(n, opts.chunk)[0],
                   "inflight": opts.inflight, "process_cpu_s": round(cpu, 2),
+                  "generator": "before the clock" if opts.pregenerate else "alongside",
+                  **({"generate_s": round(stats.generate_s, 1)} if stats.generate_s is not None else {}),
                   "receive_s": round(stats.receive_s, 2), "prepare_s": round(stats.prepare_s, 2),
                   "store_s": round(sum(st), 2),
                   "store_cpu_us_per_record": round(stats.store_cpu_s / stats.records * 1e6, 1) if stats.records else None,
@@ -790,6 +828,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--postgres-url", default="", metavar="URL",
                    help="also run on PostgreSQL, in a database created (and dropped) on the server of this admin URL")
     p.add_argument("--postgres-only", action="store_true", help="with --postgres-url: skip SQLite")
+    p.add_argument("--pregenerate", action="store_true",
+                   help="generate every unit into a temporary file before the build's clock starts, so that the "
+                        "generator does not share the cores with the server while it ingests (as a load "
+                        "generator on another machine); by default it runs alongside")
     p.add_argument("--feed", action="store_true", help=argparse.SUPPRESS)  # the generator child (Feed)
     p.add_argument("--profile-dir", type=Path, default=None, metavar="DIR",
                    help="pyinstrument over the build phase (main + writer thread); reports into DIR")
@@ -806,7 +848,8 @@ def main(argv: list[str] | None = None) -> int:
     explain_n = max(1, args.explain_lookups if args.explain_lookups is not None else args.lookups // 10)
     opts = Options(profiles=args.profiles, chunk=args.chunk, lookups=args.lookups, explain_lookups=explain_n,
                    inflight=args.inflight, seed=args.seed, table_sizes=not args.no_table_sizes,
-                   profile_dir=args.profile_dir.resolve() if args.profile_dir else None)
+                   profile_dir=args.profile_dir.resolve() if args.profile_dir else None,
+                   pregenerate=args.pregenerate)
     if args.postgres_only and not args.postgres_url:
         log("--postgres-only needs --postgres-url")
         return 2

@@ -52,6 +52,24 @@ def test_profile_bench_small_run(tmp_path, capsys):
     assert out["machine"]["cores"] >= 1 and out["machine"]["sqlite"]
 
 
+def test_profile_bench_pregenerated_units_build_the_same_store(tmp_path, capsys):
+    import tempfile
+
+    bench = _bench()
+    args = ["--profiles", "300", "--lookups", "50", "--explain-lookups", "10", "--chunk", "300", "--json",
+            "--no-table-sizes"]
+    leftovers = set(Path(tempfile.gettempdir()).glob("wayline-bench-feed-*"))
+    assert bench.main([*args, "--db", str(tmp_path / "a.db")]) == 0
+    alongside = json.loads(capsys.readouterr().out)
+    assert bench.main([*args, "--db", str(tmp_path / "b.db"), "--pregenerate"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert before["consistent"] is True and before["records"] == 900
+    assert before["store"] == alongside["store"]  # the same units, whether read from a file or a pipe
+    assert (before["build"]["generator"], alongside["build"]["generator"]) == ("before the clock", "alongside")
+    assert before["build"]["generate_s"] > 0 and "generate_s" not in alongside["build"]
+    assert set(Path(tempfile.gettempdir()).glob("wayline-bench-feed-*")) == leftovers  # the file is removed
+
+
 def test_generator_is_deterministic_and_records_are_realistic():
     bench = _bench()
     a, b = bench.Generator(7), bench.Generator(7)
