@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -255,60 +257,63 @@ def _views(runtime) -> dict[int, Any]:
         "SELECT key, body, event_count FROM profile_view")})
 
 
+@contextmanager
+def _serving(runtime, pool: PreparePool, *kinds: str) -> Iterator[PreparePool]:
+    """The service uses `pool` (its workers of `kinds` up) for the block, then its own again."""
+    svc = runtime.platform
+    before, svc.prepare_pool = svc.prepare_pool, pool
+    pool.start(*kinds)
+    try:
+        yield pool
+    finally:
+        pool.close()
+        svc.prepare_pool = before
+
+
+def _equal_to_a_rebuild(client, runtime) -> None:
+    """The stored views equal every view merged from scratch by the writer itself."""
+    stored = _views(runtime)
+    runtime.profiles.rebuild(sandbox_id=client.get("/sandbox").json()["sandbox"]["id"], chunk=1)
+    assert _views(runtime) == stored
+
+
 def test_views_merged_in_a_worker_equal_views_merged_here(client, runtime):
     s = setup_profiles(client)
     pdg_default(client)
-    svc = runtime.platform
-    before, svc.prepare_pool = svc.prepare_pool, _CountingPool(1, min_views=1)
-    svc.prepare_pool.start("views")
-    try:
+    with _serving(runtime, _CountingPool(1, min_views=1), "views") as pool:
         for unit in _view_units():
             r = client.post(f"/datasets/{s.crm}/records", json=unit)
             assert r.status_code == 200 and r.json().get("validation") != "failed", r.text
         put(client, s.events, purchase("e1", T2, ids(Email="d@x.io"), total=3.0))
-        assert svc.prepare_pool.view_units == 4 and list(svc.prepare_pool._pools) == ["views"]
-    finally:
-        svc.prepare_pool.close()
-        svc.prepare_pool = before
-    by_worker = _views(runtime)
-    assert len(by_worker) == 2
+        assert pool.view_units == 4 and list(pool._pools) == ["views"]
+    assert len(_views(runtime)) == 2
     ann = profile(client, "CRMID", "a").json()
     assert ann["entity"]["person"]["name"] == {"firstName": "Bea", "lastName": "Lee"}
     assert ann["entity"]["_wayline"] == {"points": 5, "tags": ["y", "z"]}
     assert profile(client, "Email", "d@x.io").json()["eventCount"] == 1
-    # the reference: every view merged from scratch here (the writer's own merge)
-    runtime.profiles.rebuild(sandbox_id=client.get("/sandbox").json()["sandbox"]["id"], chunk=1)
-    assert _views(runtime) == by_worker
+    _equal_to_a_rebuild(client, runtime)
 
 
 def test_a_dead_worker_loses_no_view_they_are_merged_here(client, runtime):
     s = setup_profiles(client)
     pdg_default(client)
-    svc = runtime.platform
-    before, svc.prepare_pool = svc.prepare_pool, _CountingPool(1, min_views=1)
-    svc.prepare_pool.start("views")
-    try:
+    with _serving(runtime, _CountingPool(1, min_views=1), "views") as pool:
         units = _view_units()
         put(client, s.crm, *units[0])
-        executor = svc.prepare_pool._pools["views"]
+        executor = pool._pools["views"]
         for proc in list(executor._processes.values()):
             os.kill(proc.pid, signal.SIGKILL)
             proc.join()
         put(client, s.crm, *units[1])  # merged here
-        assert "views" not in svc.prepare_pool._pools
+        assert "views" not in pool._pools
         put(client, s.crm, *units[2])  # merged here too while a new worker starts
-        assert svc.prepare_pool._pools["views"] is not executor and svc.prepare_pool.view_units == 2
-        svc.prepare_pool.start("views")
+        assert pool._pools["views"] is not executor and pool.view_units == 2
+        pool.start("views")
         put(client, s.crm, person("e1", T3, ids(Email="e@x.io")))  # by the new worker
-        assert svc.prepare_pool.view_units == 3
-    finally:
-        svc.prepare_pool.close()
-        svc.prepare_pool = before
-    stored = _views(runtime)
+        assert pool.view_units == 3
     assert profile(client, "Email", "a@x.io").json()["entity"]["person"]["name"] == {"firstName": "Bea",
                                                                                     "lastName": "Lee"}
-    runtime.profiles.rebuild(sandbox_id=client.get("/sandbox").json()["sandbox"]["id"], chunk=1)
-    assert _views(runtime) == stored
+    _equal_to_a_rebuild(client, runtime)
 
 
 def test_a_stuck_worker_is_ended_and_its_work_done_here(client, runtime):
@@ -319,41 +324,34 @@ def test_a_stuck_worker_is_ended_and_its_work_done_here(client, runtime):
     pdg_default(client)
     compiled = runtime.platform.compiled_for(dataset)
     limits = runtime.settings.limits
-    svc = runtime.platform
-    before, svc.prepare_pool = svc.prepare_pool, _CountingPool(1, min_bytes=0, min_views=1, timeout_s=1.0)
-    pool = svc.prepare_pool
-    pool.start("records", "views")
     stopped = []
     try:
-        units = _view_units()
-        put(client, s.crm, *units[0])
-        first = asyncio.run(pool.prepare(dataset, compiled, orjson.dumps(_records()), limits, namespaces=nss))
-        stuck = dict(pool._pools)
-        for executor in stuck.values():
-            for proc in executor._processes.values():
-                os.kill(proc.pid, signal.SIGSTOP)
-                stopped.append(proc)
-        put(client, s.crm, *units[1])  # its records decided and its views merged here, each after a second
-        assert not pool._pools  # both stuck pools dropped
-        pool.start("records", "views")
-        again = asyncio.run(pool.prepare(dataset, compiled, orjson.dumps(_records()), limits, namespaces=nss))
-        assert [_decided(d) for d in again] == [_decided(d) for d in first]
-        assert pool._pools["records"] is not stuck["records"]  # a new worker decided these
-        for proc in stopped:
-            proc.join(10)
-            assert not proc.is_alive()  # ended, not left behind stopped
-        stopped.clear()
-        put(client, s.crm, *units[2])  # a new view worker
-        assert pool._pools["views"] is not stuck["views"] and pool.view_units == 3
+        with _serving(runtime, _CountingPool(1, min_bytes=0, min_views=1, timeout_s=1.0), "records", "views") as pool:
+            units = _view_units()
+            put(client, s.crm, *units[0])
+            first = asyncio.run(pool.prepare(dataset, compiled, orjson.dumps(_records()), limits, namespaces=nss))
+            stuck = dict(pool._pools)
+            for executor in stuck.values():
+                for proc in executor._processes.values():
+                    os.kill(proc.pid, signal.SIGSTOP)
+                    stopped.append(proc)
+            put(client, s.crm, *units[1])  # its records decided and its views merged here, each after a second
+            assert not pool._pools  # both stuck pools dropped
+            pool.start("records", "views")
+            again = asyncio.run(pool.prepare(dataset, compiled, orjson.dumps(_records()), limits, namespaces=nss))
+            assert [_decided(d) for d in again] == [_decided(d) for d in first]
+            assert pool._pools["records"] is not stuck["records"]  # a new worker decided these
+            for proc in stopped:
+                proc.join(10)
+                assert not proc.is_alive()  # ended, not left behind stopped
+            stopped.clear()
+            put(client, s.crm, *units[2])  # a new view worker
+            assert pool._pools["views"] is not stuck["views"] and pool.view_units == 3
     finally:
-        for proc in stopped:
+        for proc in stopped:  # (only if the test failed before they were seen ended)
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGKILL)
-        pool.close()
-        svc.prepare_pool = before
-    stored = _views(runtime)
-    runtime.profiles.rebuild(sandbox_id=client.get("/sandbox").json()["sandbox"]["id"], chunk=1)
-    assert _views(runtime) == stored
+    _equal_to_a_rebuild(client, runtime)
 
 
 _SERVER = """
