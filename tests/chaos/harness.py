@@ -287,6 +287,12 @@ def drain_state(eng: sa.Engine, plan: Plan, *, by_effects: bool = False) -> dict
             "parked": parked}
 
 
+def missing_units(eng: sa.Engine, plan: Plan) -> list[int]:
+    with eng.connect() as c:
+        done = set(c.execute(sa.select(units.c.unit)).scalars())
+    return [u for u in range(plan.units) if u not in done]
+
+
 def _pct(values: list[int], q: float) -> int | None:
     if not values:
         return None
@@ -434,10 +440,17 @@ def run(backend: str, db_url: str, opts: Options, workdir: Path, *, admin_url: s
             time.sleep(0.25)
         drain_s = time.monotonic() - t_drain
         log(f"{backend}: {'drained' if drained else 'NOT drained'} after {drain_s:.1f} s; {state}")
-        if not drained:  # say where the work stuck: each worker's last words
+        if not drained:  # say where the work stuck: the seed, the units missing, each worker's threads
+            log(f"{backend}: seed {opts.seed}; units not committed (unit: owning worker): "
+                f"{ {u: u % workers for u in missing_units(eng, plan)} }")
+            for s in slots:
+                if s.proc is not None and s.proc.poll() is None:
+                    s.proc.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack into its log
+                    s.proc.send_signal(signal.SIGUSR2)  # and every asyncio task's
+            time.sleep(0.5)
             for s in slots:
                 if s.log_path is not None and s.log_path.exists():
-                    for line in s.log_path.read_text(errors="replace").splitlines()[-8:]:
+                    for line in s.log_path.read_text(errors="replace").splitlines()[-80:]:
                         log(f"  worker {s.index}.{s.incarnation}: {line[:300]}")
         clean = [s.stop() for s in slots]
         result: dict[str, Any] = {"backend": backend, "workers": workers, "rounds": opts.rounds, "kills": kills,

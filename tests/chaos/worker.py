@@ -155,6 +155,7 @@ async def amain(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR2, _print_tasks)  # the harness asks where a worker is stuck
     tasks = [asyncio.create_task(bb.run(stop), name="backbone"),
              asyncio.create_task(produce(store, bb, plan, args, stop), name="producer"),
              asyncio.create_task(announce(store, bb, args.worker_id), name="ready"),
@@ -180,7 +181,17 @@ async def amain(args: argparse.Namespace) -> int:
         store.close()
 
 
+def _print_tasks() -> None:
+    for task in asyncio.all_tasks():
+        print(f"CHAOS_TASK {task.get_name()}:", file=sys.stderr)
+        task.print_stack(limit=6, file=sys.stderr)
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the harness asks where a worker is stuck
     return asyncio.run(amain(parse(argv)))
 
 
