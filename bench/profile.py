@@ -431,6 +431,7 @@ class BuildStats:
     prepare_s: float = 0.0  # from a unit received to it decided (in a prepare worker: the wait for it)
     store_s: list[float] = field(default_factory=list)  # writer time per unit (inside the transaction)
     store_cpu_s: float = 0.0
+    write_s: float = 0.0  # from a unit handed to the store to its answer back: store_s + commit + hand-overs
     progress: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, records stored)
     generate_s: float | None = None  # --pregenerate: generating the units, before the clock
     first_problem: str | None = None
@@ -484,7 +485,9 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
         return out, time.perf_counter() - s
 
     async def write(prepared: list[Any], k: int) -> None:
+        w0 = time.perf_counter()
         stored, took = await rt.store.write(store_unit, prepared)
+        stats.write_s += time.perf_counter() - w0
         stats.store_s.append(took)
         for s in stored:
             if not s.ok:
@@ -753,6 +756,8 @@ async def run_on(rt: Any, ids: dict[str, Any], opts: Options, sqlite_path: Path 
                   **({"generate_s": round(stats.generate_s, 1)} if stats.generate_s is not None else {}),
                   "receive_s": round(stats.receive_s, 2), "prepare_s": round(stats.prepare_s, 2),
                   "store_s": round(sum(st), 2),
+                  # minus store_s: the commits and the hand-overs between the loop and the writer
+                  "write_s": round(stats.write_s, 2),
                   "store_cpu_us_per_record": round(stats.store_cpu_s / stats.records * 1e6, 1) if stats.records else None,
                   "store_us_per_record": round(sum(st) / stats.records * 1e6, 1) if stats.records else None,
                   "store_ms_per_unit_p50": round(percentile(st, 50) * 1000, 2),

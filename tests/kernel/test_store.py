@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+import weakref
 
 import pytest
 import sqlalchemy as sa
 
 from wayline.kernel import tables as t
-from wayline.kernel.store import Store, insert_ignore
+from wayline.kernel.store import Store, discard, insert_ignore
 
 
 @pytest.fixture
@@ -138,3 +141,36 @@ def test_row_chunks_cover_the_rows_in_order_in_few_shapes():
         assert [x for p in plain for x in p] == rows and len(plain) == -(-n // 512)
     assert {len(p) for p in row_chunks(list(range(3000)), 200)} == {128, 32, 16, 8}  # 30,000 // 200 -> 128 a chunk
     assert sorted({len(p) for n in range(1, 600) for p in row_chunks(list(range(n)), 8)}) == [1 << k for k in range(10)]
+
+
+class _Payload:
+    """Something a unit of work is given, whose freeing can be watched."""
+
+
+def test_the_writer_lets_go_of_a_unit_once_it_is_answered(store):
+    # The records of a request are freed by the request once it has its answer, not kept by the
+    # writer until the next unit arrives (they would then be freed on the writer's thread).
+    freed = threading.Event()
+
+    async def main():
+        payload = _Payload()
+        weakref.finalize(payload, freed.set)
+        assert await store.write(lambda _c, p: "stored", payload) == "stored"
+        del payload
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert freed.wait(5), "the writer still holds the unit's arguments while it waits for the next unit"
+
+
+def test_discard_frees_on_the_reaper_thread():
+    freed_on: list[str] = []
+    payload = _Payload()
+    weakref.finalize(payload, lambda: freed_on.append(threading.current_thread().name))
+    discard(payload, [payload])
+    del payload
+    for _ in range(500):
+        if freed_on:
+            break
+        time.sleep(0.01)
+    assert freed_on == ["wl-reaper"]

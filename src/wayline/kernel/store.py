@@ -118,6 +118,30 @@ def make_engine(url: str, *, synchronous: str = "NORMAL", pool_size: int = 8, mm
     )
 
 
+_trash: queue.SimpleQueue[Any] = queue.SimpleQueue()
+_reaper: threading.Thread | None = None
+
+
+def discard(*objs: Any) -> None:
+    """Free `objs` on a thread of its own instead of the caller's.
+
+    A writer's unit of ingestion leaves tens of thousands of small objects behind (graphs, rows,
+    events). Freeing them when the unit's function returns costs the writer ~5 % of its interpreter
+    time, just before the commit; handed over here, they are freed while the writer waits for the
+    commit, which runs without the interpreter lock."""
+    global _reaper
+    if _reaper is None:
+        _reaper = threading.Thread(target=_reap, name="wl-reaper", daemon=True)
+        _reaper.start()
+    _trash.put(objs)
+
+
+def _reap() -> None:
+    get = _trash.get
+    while True:
+        get()  # dropped at once: its objects are freed on this thread
+
+
 class _Unit:
     __slots__ = ("args", "fn", "future", "loop")
 
@@ -243,6 +267,10 @@ class Store:
                 conn.close()
                 conn = None
             self._deliver(done)
+            # Let go of the finished units before waiting for the next: whoever awaited a unit then
+            # holds its last reference and frees its arguments (a request's records) in its own thread,
+            # not this one at the start of the next unit (measured: 6 % of the writer's GIL time).
+            unit = nxt = group = done = None  # type: ignore[assignment]
             if stop:
                 break
         if conn is not None:

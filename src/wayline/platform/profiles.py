@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from wayline.config import Limits
 from wayline.kernel import outbox
-from wayline.kernel.store import in_list, list_param, write_rows
+from wayline.kernel.store import discard, in_list, list_param, write_rows
 from wayline.platform import contracts, graph, identity, merging
 from wayline.platform import tables as t
 from wayline.platform.identity import Ident, new_ident
@@ -426,6 +426,8 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
                          contracts.PROFILE_CHANGED, event))
     outbox.add_many(conn, messages, now_ms=now, returning=False)
     finish_views()
+    discard(gs, stored, stored_at, changed, texts, owned, counts, keys, messages, finish_views, ident_of_id, gid_of,
+            idents, primaries, frag_items, finals, touched)
 
 
 # -- the view --------------------------------------------------------------------------------------
