@@ -90,7 +90,7 @@ class Runtime:
             n = self.settings.prepare_processes
             self.prepare_pool = PreparePool(min((os.cpu_count() or 1) - 1, 2) if n < 0 else n)
             self.platform = PlatformService(self.store, self.settings, self.prepare_pool)
-            self.profiles = ProfileService(self.store, self.settings)
+            self.profiles = ProfileService(self.store, self.settings, self.prepare_pool)
             self.segments = SegmentService(self.store, self.settings, self.platform.schemas, self.clock)
             self.segments.attach(self.backbone)
             self.governance = GovernanceService(self.store, self.settings)

@@ -294,6 +294,49 @@ def test_views_merged_in_a_worker_equal_views_merged_here(client, runtime):
     _equal_to_a_rebuild(client, runtime)
 
 
+def test_a_batch_files_views_are_merged_in_a_worker(client, runtime):
+    s = setup_profiles(client)
+    pdg_default(client)
+    lines = b"".join(orjson.dumps(r) + b"\n" for unit in _view_units() for r in unit)
+    with _serving(runtime, _CountingPool(1, min_views=1), "views") as pool:
+        b = client.post("/batches", json={"datasetId": s.crm, "inputFormat": {"format": "json"}}).json()
+        r = client.put(f"/batches/{b['id']}/datasets/{s.crm}/files/people.json", content=lines,
+                       headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 200, r.text
+        r = client.post(f"/batches/{b['id']}", params={"action": "COMPLETE", "wait": "true"})
+        assert r.status_code == 200 and r.json()["status"] == "success", r.text
+        assert pool.view_units == 1  # one chunk
+    assert profile(client, "CRMID", "a").json()["entity"]["_wayline"] == {"points": 5, "tags": ["y", "z"]}
+    _equal_to_a_rebuild(client, runtime)
+
+
+def test_a_rebuild_merged_in_a_worker_equals_one_merged_by_the_writer(client, runtime):
+    s = setup_profiles(client)
+    pdg_default(client)
+    for unit in _view_units():
+        put(client, s.crm, *unit)
+    sandbox = client.get("/sandbox").json()["sandbox"]["id"]
+
+    def rebuilt(pool: PreparePool | None) -> dict[int, Any]:
+        runtime.store.write_blocking(lambda c: c.exec_driver_sql("DELETE FROM profile_view"))
+        before, runtime.profiles.prepare_pool = runtime.profiles.prepare_pool, pool
+        try:
+            runtime.profiles.rebuild(sandbox_id=sandbox, chunk=500)
+        finally:
+            runtime.profiles.prepare_pool = before
+        return _views(runtime)
+
+    counting = _CountingPool(1, min_views=1)
+    counting.start("views")
+    try:
+        in_worker = rebuilt(counting)
+        assert counting.view_units == 1 and list(counting._pools) == ["views"]
+    finally:
+        counting.close()
+    assert len(in_worker) == 2
+    assert in_worker == rebuilt(None)
+
+
 def test_a_dead_worker_loses_no_view_they_are_merged_here(client, runtime):
     s = setup_profiles(client)
     pdg_default(client)

@@ -85,7 +85,7 @@ async def act(batch_id: str, request: Request, p: Principal = Depends(principal)
     if not mine:
         return json_response(b.to_api(), 202 if b.status == "processing" else 200)
     job = functools.partial(batch_processing.process_batch, rt.store, b, dataset=dataset, compiled=compiled,
-                            limits=svc.limits)
+                            limits=svc.limits, views=svc.prepare_pool)
     if wait:
         return (await asyncio.to_thread(job)).to_api()
     batch_processing.in_background(job, b.id)

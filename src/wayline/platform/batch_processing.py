@@ -36,6 +36,7 @@ from wayline.platform.datasets import Dataset
 from wayline.platform.fieldpaths import type_lookup
 from wayline.platform.fileformats import Item, read_items, violation
 from wayline.platform.ingestion import Prepared, prepare, store_prepared
+from wayline.platform.profiles import ViewMerger
 
 bt, bf = t.batches, t.batch_files
 log = structlog.get_logger("wayline.batches")
@@ -49,12 +50,14 @@ class _Chunk:
 
 
 def process_batch(store: Store, batch: Batch, *, dataset: Dataset, compiled: Any, limits: Limits,
-                  chunk: int = CHUNK_RECORDS, on_progress: Progress | None = None) -> Batch:
+                  chunk: int = CHUNK_RECORDS, on_progress: Progress | None = None,
+                  views: ViewMerger | None = None) -> Batch:
     """Process a batch that `start_complete` put in `processing`; returns it finished.
 
     Runs on the calling thread (never an event loop's): reads and parses here, writes on the store's
     writer threads. Resumes from the batch's checkpoint. If another processor has taken the batch
-    over, stops and returns the batch as it is.
+    over, stops and returns the batch as it is. `views` (the server's prepare pool) merges the stored
+    profiles of a profile dataset's chunks in another process, as for streamed records.
     """
     type_at = type_lookup(getattr(compiled, "json_schema", None))
     files = store.read_sync(list_files, batch.id)
@@ -73,12 +76,12 @@ def process_batch(store: Store, batch: Batch, *, dataset: Dataset, compiled: Any
                 if item.error:
                     current.errors.append({"code": "file-format", "file": f["name"], "message": item.error})
                 if len(current.prepared) >= chunk:
-                    done = _commit(store, batch, done, current, finish=False, limits=limits)
+                    done = _commit(store, batch, done, current, finish=False, limits=limits, views=views)
                     current = _Chunk([], [])
                     if on_progress:
                         on_progress(done, before + item.pos)
             before += f["size"]
-        _commit(store, batch, done, current, finish=True, limits=limits)
+        _commit(store, batch, done, current, finish=True, limits=limits, views=views)
         if on_progress:
             on_progress(position, before)
     except Superseded:
@@ -126,10 +129,11 @@ def _fits(rid: str | None) -> str | None:
     return rid if rid is None or len(rid) <= MAX_ID_CHARS else None
 
 
-def _commit(store: Store, batch: Batch, done: int, chunk: _Chunk, *, finish: bool, limits: Limits) -> int:
+def _commit(store: Store, batch: Batch, done: int, chunk: _Chunk, *, finish: bool, limits: Limits,
+            views: ViewMerger | None = None) -> int:
     """Store one chunk; on a storage error, record by record, keeping what cannot be stored as failed."""
     try:
-        return store.write_blocking(_store_chunk, batch, done, chunk.prepared, chunk.errors, finish, limits)
+        return store.write_blocking(_store_chunk, batch, done, chunk.prepared, chunk.errors, finish, limits, views)
     except Superseded:
         raise
     except sa.exc.SQLAlchemyError as exc:
@@ -156,14 +160,14 @@ def _unstorable(p: Prepared, exc: Exception) -> Prepared:
 
 
 def _store_chunk(conn: Connection, batch: Batch, done: int, prepared: list[Prepared], errors: list[dict[str, Any]],
-                 finish: bool, limits: Limits) -> int:
+                 finish: bool, limits: Limits, views: ViewMerger | None = None) -> int:
     now = now_ms()
     res = conn.execute(bt.update().where(bt.c.id == batch.id, bt.c.status == "processing",
                                          bt.c.records_total == done)
                        .values(records_total=done + len(prepared), lease_until_ms=now + LEASE_MS))
     if res.rowcount != 1:
         raise Superseded(batch.id)
-    stored = store_prepared(conn, batch.sandbox_id, prepared, now, limits) if prepared else []
+    stored = store_prepared(conn, batch.sandbox_id, prepared, now, limits, views=views) if prepared else []
     ok = sum(1 for s in stored if s.ok and not s.duplicate)
     dup = sum(1 for s in stored if s.ok and s.duplicate)
     row = conn.execute(sa.select(bt).where(bt.c.id == batch.id)).mappings().one()

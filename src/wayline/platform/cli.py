@@ -140,7 +140,7 @@ def ingest(
             work = progress.add_task("process", total=size, records=0)
             batch = batch_processing.process_batch(
                 rt.store, batch, dataset=ds, compiled=compiled, limits=svc.limits, chunk=batch_size,
-                on_progress=lambda recs, done: progress.update(work, completed=done, records=recs))
+                views=svc.prepare_pool, on_progress=lambda recs, done: progress.update(work, completed=done, records=recs))
     except Problem as p:
         raise _fail(p) from None
     finally:

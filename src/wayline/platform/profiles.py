@@ -444,13 +444,16 @@ class ViewMerger(Protocol):
 
 def refresh_view(conn: Connection, sandbox_id: str, keys: dict[int, list[int]], eff: Effective, now: int, *,
                  vanished: Iterable[int] = (), frags: dict[int, list[Any]] | None = None,
-                 counts: dict[int, int] | None = None) -> None:
+                 counts: dict[int, int] | None = None, views: ViewMerger | None = None) -> None:
     """Recompute the view rows of `keys` (key -> member identity ids) from their fragments.
 
     `frags` and `counts` (by identity id), when given, are every fragment (tuples in `Fragment`'s
     field order, bodies parsed or as stored) and event count of those identities, already in
-    memory; otherwise they are read."""
-    start_views(conn, sandbox_id, keys, eff, now, vanished=vanished, frags=frags, counts=counts)()
+    memory; otherwise they are read. `views`, when it wants this many, merges them in another
+    process."""
+    if views is not None and not views.wants_views(len(keys)):
+        views = None
+    start_views(conn, sandbox_id, keys, eff, now, vanished=vanished, frags=frags, counts=counts, views=views)()
 
 
 def start_views(conn: Connection, sandbox_id: str, keys: dict[int, list[int]], eff: Effective, now: int, *,
@@ -464,8 +467,8 @@ def start_views(conn: Connection, sandbox_id: str, keys: dict[int, list[int]], e
             _delete_views(conn, sandbox_id, vanished)
         return _nothing
     all_ids = [i for ids in keys.values() for i in ids]
-    if frags is None:
-        frags = fragments_of(conn, all_ids)
+    if frags is None:  # as stored, unparsed, for a merge in another process
+        frags = fragments_of(conn, all_ids, parse=views is None)
     if counts is None:
         counts = event_counts(conn, all_ids)
     full: list[tuple[int, int]] = []  # (key, events) of the rows to write, in the order of `groups`
@@ -522,18 +525,28 @@ def _fragment(row: Any, ident: Ident) -> merging.Fragment:
                             None if leaf_ms is None else _loads(leaf_ms) or None)
 
 
-def fragments_of(conn: Connection, identity_ids: Sequence[int]) -> dict[int, list[merging.Fragment]]:
-    """Fragments by identity id (each fragment belongs to its primary identity)."""
-    out: dict[int, list[merging.Fragment]] = {}
-    fragment = merging.Fragment
+def fragments_of(conn: Connection, identity_ids: Sequence[int], *, parse: bool = True) -> dict[int, list[Any]]:
+    """Fragments by identity id (each fragment belongs to its primary identity). `parse=False`: as
+    tuples in `Fragment`'s field order with `body` and `leaf_ms` as stored (`merging.merged_json`)."""
+    out: dict[int, list[Any]] = {}
+    fragment = merging.Fragment if parse else _as_stored
+    loads = _loads if parse else _same
     ids = list_param(conn, list(dict.fromkeys(identity_ids)))
     for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id, ns, value in conn.exec_driver_sql(_in_sql(
             conn, "SELECT f.dataset_id, f.identity_id, f.body, f.updated_ms, f.leaf_ms, f.record_id, i.ns, i.value "
                   "FROM profile_fragments f JOIN identities i ON i.id = f.identity_id WHERE f.identity_id {}"),
             (ids,)).all():
         out.setdefault(identity_id, []).append(fragment(
-            dataset_id, ns, value, _loads(body), updated_ms, record_id, _loads(leaf_ms) or None))
+            dataset_id, ns, value, loads(body), updated_ms, record_id, loads(leaf_ms) or None))
     return out
+
+
+def _as_stored(*fields: Any) -> tuple[Any, ...]:
+    return fields
+
+
+def _same(v: Any) -> Any:
+    return v
 
 
 def _json(v: Any) -> str:
@@ -881,11 +894,13 @@ def _deleted_event(sandbox_id: str, gid: int, ident: Ident, now: int) -> tuple[s
 
 # -- rebuilding ------------------------------------------------------------------------------------
 
-def rebuild_view(conn: Connection, sandbox_id: str, *, after_key: int, limit: int, now: int) -> int | None:
+def rebuild_view(conn: Connection, sandbox_id: str, *, after_key: int, limit: int, now: int,
+                 views: ViewMerger | None = None) -> int | None:
     """Recompute up to `limit` view keys after `after_key` under the current default policy.
 
     Returns the last key done, or None when the sandbox is finished. Used after the default policy
-    changes (`wayline profile rebuild`), and by tests as the from-scratch reference.
+    changes (`wayline profile rebuild`), and by tests as the from-scratch reference. `views` merges
+    them in another process (as `refresh_view`).
     """
     outbox.lock(conn)
     eff = default_policy(conn, sandbox_id)
@@ -912,7 +927,7 @@ def rebuild_view(conn: Connection, sandbox_id: str, *, after_key: int, limit: in
     stale = conn.execute(sa.select(t.profile_view.c.key).where(
         t.profile_view.c.sandbox_id == sandbox_id, t.profile_view.c.key > after_key,
         t.profile_view.c.key <= last)).scalars().all()
-    refresh_view(conn, sandbox_id, keys, eff, now, vanished=[k for k in stale if k not in keys])
+    refresh_view(conn, sandbox_id, keys, eff, now, vanished=[k for k in stale if k not in keys], views=views)
     return last
 
 

@@ -157,9 +157,10 @@ def _not_profile_schema(uri: str) -> Problem:
 class ProfileService:
     """Identities, merge policies and merged profiles of a sandbox."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, prepare_pool: PreparePool | None = None) -> None:
         self.store = store
         self.limits = settings.limits
+        self.prepare_pool = prepare_pool  # merges a rebuild's profiles in another process
 
     # namespaces
     async def namespaces(self, *, sandbox_id: str) -> list[identity.Namespace]:
@@ -289,8 +290,8 @@ class ProfileService:
         """Recompute the sandbox's stored profiles under its current default policy; returns keys done."""
         after, done = 0, 0
         while True:
-            last = self.store.write_blocking(lambda c, a=after: profiles.rebuild_view(c, sandbox_id, after_key=a,
-                                                                                      limit=chunk, now=now_ms()))
+            last = self.store.write_blocking(lambda c, a=after: profiles.rebuild_view(
+                c, sandbox_id, after_key=a, limit=chunk, now=now_ms(), views=self.prepare_pool))
             if last is None:
                 return done
             done += 1
