@@ -432,6 +432,7 @@ class BuildStats:
     store_s: list[float] = field(default_factory=list)  # writer time per unit (inside the transaction)
     store_cpu_s: float = 0.0
     write_s: float = 0.0  # from a unit handed to the store to its answer back: store_s + commit + hand-overs
+    commit_s: float = 0.0  # the writer's commits
     progress: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, records stored)
     generate_s: float | None = None  # --pregenerate: generating the units, before the clock
     first_problem: str | None = None
@@ -475,6 +476,7 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
         stats.generate_s = generate_file(feed_file, opts.profiles, opts.chunk, opts.seed)
         log(f"generated the units into {feed_file} in {stats.generate_s:.1f} s ({feed_file.stat().st_size:,} bytes)")
     pending: set[asyncio.Task[Any]] = set()
+    commit_before = rt.store.commit_s
     t0 = time.perf_counter()
     step = max(1, n_units // 20)
 
@@ -532,6 +534,7 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
         if feed_file is not None:
             feed_file.unlink(missing_ok=True)
     await asyncio.gather(*pending)
+    stats.commit_s = rt.store.commit_s - commit_before
     return stats, time.perf_counter() - t0
 
 
@@ -757,7 +760,7 @@ async def run_on(rt: Any, ids: dict[str, Any], opts: Options, sqlite_path: Path 
                   "receive_s": round(stats.receive_s, 2), "prepare_s": round(stats.prepare_s, 2),
                   "store_s": round(sum(st), 2),
                   # minus store_s: the commits and the hand-overs between the loop and the writer
-                  "write_s": round(stats.write_s, 2),
+                  "write_s": round(stats.write_s, 2), "commit_s": round(stats.commit_s, 2),
                   "store_cpu_us_per_record": round(stats.store_cpu_s / stats.records * 1e6, 1) if stats.records else None,
                   "store_us_per_record": round(sum(st) / stats.records * 1e6, 1) if stats.records else None,
                   "store_ms_per_unit_p50": round(percentile(st, 50) * 1000, 2),

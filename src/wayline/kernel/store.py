@@ -178,6 +178,7 @@ class Store:
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="wl-read")
         self._lock = threading.Lock()
         self.group_sizes: list[int] = []  # observed group sizes, for metrics and benchmarks
+        self.commit_s = 0.0  # time spent committing groups, for benchmarks (summed over writer threads)
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
         self.checkpoints = 0  # background WAL checkpoints that copied something
@@ -300,11 +301,13 @@ class Store:
                         else:
                             conn.exec_driver_sql("RELEASE SAVEPOINT wl_unit")
                             done.append((u, True, value))
+                committing = time.perf_counter()
         except Exception as exc:
             if len(group) == 1:
                 return done if done else [(group[0], False, exc)]
             # The commit itself failed: nothing of the group is stored. Say so to every unit.
             return [(u, False, exc) for u in group]
+        self.commit_s += time.perf_counter() - committing
         self.group_sizes.append(len(group))
         if len(self.group_sizes) > 10_000:
             del self.group_sizes[:5_000]
