@@ -426,8 +426,7 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
                          contracts.PROFILE_CHANGED, event))
     outbox.add_many(conn, messages, now_ms=now, returning=False)
     finish_views()
-    discard(gs, stored, stored_at, changed, texts, owned, counts, keys, messages, finish_views, ident_of_id, gid_of,
-            idents, primaries, frag_items, finals, touched)
+    discard(locals())  # what this unit built is freed while the writer commits (store.discard)
 
 
 # -- the view --------------------------------------------------------------------------------------
