@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 import sqlalchemy as sa
 
 from tests.platform.profiling import ids, pdg_default, person, profile, purchase, put, setup_profiles
+from wayline.kernel.problems import Problem
 
 T1, T2, T3 = "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z"
 
@@ -235,3 +237,25 @@ def test_governance_evaluates_segments_as_entities(client):
                     json=[{"entityType": "segment", "entityId": "seg_nope"}])
     assert r.status_code == 404
     assert s.crm
+
+
+def test_a_job_whose_evaluation_fails_is_failed_with_its_error(client, runtime, monkeypatch):
+    from wayline.platform import segments
+
+    setup_profiles(client)
+    sandbox = client.get("/sandbox").json()["sandbox"]["id"]
+    with pytest.raises(Problem):  # a definition that is not there: a problem, kept on the job
+        runtime.segments.evaluate(sandbox_id=sandbox, segment_ids=["seg_nope"])
+
+    def boom(*_a, **_kw):
+        raise RuntimeError("the evaluation broke")
+
+    monkeypatch.setattr(segments, "run_evaluation", boom)
+    with pytest.raises(RuntimeError):
+        runtime.segments.evaluate(sandbox_id=sandbox, segment_ids=None)
+    jobs = runtime.store.read_sync(lambda c: c.exec_driver_sql(
+        "SELECT status, errors FROM segment_jobs ORDER BY created_ms, id").all())
+    assert [j[0] for j in jobs] == ["failed", "failed"]
+    errors = [orjson.loads(j[1]) if isinstance(j[1], str) else j[1] for j in jobs]
+    assert any(e[0].get("title") and "seg_nope" in e[0]["detail"] for e in errors), errors
+    assert [{"detail": "the evaluation broke"}] in errors

@@ -441,12 +441,14 @@ class SegmentService:
                 c, catalog=self.catalog, sandbox_id=sandbox_id, segment_ids=segment_ids, now=self.clock.now_ms(),
                 max_events=self.limits.max_events_per_profile, on_progress=on_progress))
         except Problem as p:
+            errors = [{"title": p.title, "detail": p.detail}]  # bound here: the lambda must not outlive `p`
             self.store.write_blocking(lambda c: segments.mark_job(c, job_id, status="failed", finished_ms=now_ms(),
-                                                                  errors=[{"title": p.title, "detail": p.detail}]))
+                                                                  errors=errors))
             raise
         except Exception as exc:
+            errors = [{"detail": str(exc)[:500]}]
             self.store.write_blocking(lambda c: segments.mark_job(c, job_id, status="failed", finished_ms=now_ms(),
-                                                                  errors=[{"detail": str(exc)[:500]}]))
+                                                                  errors=errors))
             raise
         self.store.write_blocking(lambda c: segments.mark_job(c, job_id, status="succeeded", counts=counts,
                                                               finished_ms=now_ms()))
