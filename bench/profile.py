@@ -26,7 +26,9 @@ size. Everything but generating the records runs in this process, on the product
             slower, see bench/README.md). `--pregenerate` generates every unit into a temporary
             file before the clock starts and reads them from it, so that the generator does not
             share the machine's cores with the server while it ingests, as a load generator on
-            another machine would not;
+            another machine would not. By default the generator runs alongside at the lowest CPU
+            priority (`--generator-nice 19`): it gets the cores the server leaves, and its ~10 % of a
+            core no longer delays the writer; `--generator-nice 0` runs it as an equal;
   lookups   `ProfileService.profile(...)` awaited one at a time on the event loop, for a random
             identity of a random built profile, under the default (pdg) policy: the stored merged
             view is read; then `explain=True` lookups, which merge on read.
@@ -269,9 +271,11 @@ class Feed:
     prepares them, as the API does, and generating test data does not compete with ingestion for
     this process's interpreter lock. A reader thread keeps a few units ahead."""
 
-    def __init__(self, profiles: int, chunk: int, seed: int, ahead: int = 4, *, from_file: Path | None = None) -> None:
+    def __init__(self, profiles: int, chunk: int, seed: int, ahead: int = 4, *, from_file: Path | None = None,
+                 nice: int = 0) -> None:
         """`from_file`: the units were generated into that file beforehand (`generate_file`) and are
-        read from it, so that generating them does not compete with ingestion for the cores."""
+        read from it, so that generating them does not compete with ingestion for the cores. `nice`:
+        the generator child runs at that much lower a CPU priority (`--generator-nice`)."""
         import queue
         import subprocess
         import threading
@@ -281,7 +285,8 @@ class Feed:
         if from_file is None:
             self.proc = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--feed", "--profiles", str(profiles),
-                 "--chunk", str(chunk), "--seed", str(seed)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                 "--chunk", str(chunk), "--seed", str(seed), "--generator-nice", str(nice)],
+                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         else:
             self.file = from_file.open("rb")
         self.units: queue.Queue[list[tuple[str, bytes]] | None] = queue.Queue(maxsize=ahead)
@@ -328,7 +333,8 @@ def generate_file(path: Path, profiles: int, chunk: int, seed: int) -> float:
     t = time.perf_counter()
     with path.open("wb") as out:
         subprocess.run([sys.executable, str(Path(__file__).resolve()), "--feed", "--profiles", str(profiles),
-                        "--chunk", str(chunk), "--seed", str(seed)], stdout=out, stdin=subprocess.DEVNULL, check=True)
+                        "--chunk", str(chunk), "--seed", str(seed), "--generator-nice", "0"], stdout=out,
+                       stdin=subprocess.DEVNULL, check=True)
     return time.perf_counter() - t
 
 
@@ -420,6 +426,7 @@ class Options:
     profile_dir: Path | None = None
     table_sizes: bool = True
     pregenerate: bool = False  # generate every unit into a file before the clock starts
+    generator_nice: int = 19  # the generator child's CPU priority below this process's
 
 
 @dataclass
@@ -506,7 +513,7 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
             log(f"  unit {k + 1}/{n_units}: {stats.records:,} records in {el:.1f} s "
                 f"({stats.records / max(el, 1e-9):,.0f}/s)")
 
-    feed = Feed(opts.profiles, opts.chunk, opts.seed, from_file=feed_file)
+    feed = Feed(opts.profiles, opts.chunk, opts.seed, from_file=feed_file, nice=opts.generator_nice)
     try:
         for k in range(n_units):
             g0 = time.perf_counter()
@@ -756,6 +763,7 @@ async def run_on(rt: Any, ids: dict[str, Any], opts: Options, sqlite_path: Path 
         "build": {"units": len(stats.store_s), "records_per_unit": 3 * units(n, opts.chunk)[0],
                   "inflight": opts.inflight, "process_cpu_s": round(cpu, 2),
                   "generator": "before the clock" if opts.pregenerate else "alongside",
+                  "generator_nice": None if opts.pregenerate else opts.generator_nice,
                   **({"generate_s": round(stats.generate_s, 1)} if stats.generate_s is not None else {}),
                   "receive_s": round(stats.receive_s, 2), "prepare_s": round(stats.prepare_s, 2),
                   "store_s": round(sum(st), 2),
@@ -840,6 +848,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="generate every unit into a temporary file before the build's clock starts, so that the "
                         "generator does not share the cores with the server while it ingests (as a load "
                         "generator on another machine); by default it runs alongside")
+    p.add_argument("--generator-nice", type=int, default=d.generator_nice, metavar="N",
+                   help="run the generator alongside at N lower CPU priority (default %(default)s: it takes the "
+                        "cores the server leaves, as a load generator that must not slow the server it "
+                        "measures; 0: the same priority as the server)")
     p.add_argument("--feed", action="store_true", help=argparse.SUPPRESS)  # the generator child (Feed)
     p.add_argument("--profile-dir", type=Path, default=None, metavar="DIR",
                    help="pyinstrument over the build phase (main + writer thread); reports into DIR")
@@ -849,6 +861,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.feed:
+        if args.generator_nice > 0:
+            os.nice(min(19, args.generator_nice))  # (the generator child lowers its own priority)
         return feed_main(args.profiles, args.chunk, args.seed)
     if args.profiles < 1 or args.chunk < 3 or args.inflight < 1 or args.lookups < 1:
         log("--profiles, --lookups and --inflight are at least 1, --chunk at least 3")
@@ -857,7 +871,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(profiles=args.profiles, chunk=args.chunk, lookups=args.lookups, explain_lookups=explain_n,
                    inflight=args.inflight, seed=args.seed, table_sizes=not args.no_table_sizes,
                    profile_dir=args.profile_dir.resolve() if args.profile_dir else None,
-                   pregenerate=args.pregenerate)
+                   pregenerate=args.pregenerate, generator_nice=max(0, min(19, args.generator_nice)))
     if args.postgres_only and not args.postgres_url:
         log("--postgres-only needs --postgres-url")
         return 2

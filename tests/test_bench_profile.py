@@ -67,7 +67,26 @@ def test_profile_bench_pregenerated_units_build_the_same_store(tmp_path, capsys)
     assert before["store"] == alongside["store"]  # the same units, whether read from a file or a pipe
     assert (before["build"]["generator"], alongside["build"]["generator"]) == ("before the clock", "alongside")
     assert before["build"]["generate_s"] > 0 and "generate_s" not in alongside["build"]
+    assert (before["build"]["generator_nice"], alongside["build"]["generator_nice"]) == (None, 19)
     assert set(Path(tempfile.gettempdir()).glob("wayline-bench-feed-*")) == leftovers  # the file is removed
+
+
+def test_the_generator_alongside_runs_below_the_benchmark_s_priority():
+    """`--generator-nice`: the load generator takes the cores the server leaves."""
+    import os
+    import time
+
+    bench = _bench()
+    feed = bench.Feed(300, 300, 7, nice=5)
+    try:
+        assert feed.next()  # it runs and sends units
+        want = min(os.getpriority(os.PRIO_PROCESS, 0) + 5, 19)
+        deadline = time.monotonic() + 10
+        while (got := os.getpriority(os.PRIO_PROCESS, feed.proc.pid)) != want and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == want
+    finally:
+        feed.close()
 
 
 def test_generator_is_deterministic_and_records_are_realistic():

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
                                    "ingestion requests beside the writer (-1: one fewer than the cores, at most "
                                    "2: deciding a record costs about a fifth of storing it, and there is one "
                                    "writer; 0: none, all in the server process)")
+    prepare_nice: int = Field(8, ge=0, le=19, description="how much lower the prepare and view workers' CPU "
+                              "priority is than the server's (added to their nice value): the store's one "
+                              "writer is the serial part of ingestion and gets a core first; the workers "
+                              "prepare the next requests with the time left (measured: the writer's wait for "
+                              "a core per record fell by a fifth, docs/benchmarks.md)")
     limits: Limits = Field(default_factory=Limits)
     backbone_retention_hours: float = Field(24.0, description="keep applied outbox messages and fired timers this "
                                             "long, then delete them (0: keep everything)")

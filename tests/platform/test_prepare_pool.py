@@ -4,6 +4,7 @@ deciding them in the server process, and nothing lost when a worker dies. SQLite
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import pytest
 
 from tests.platform.profiling import ids, pdg_default, person, profile, purchase, put, setup_profiles
 from wayline.kernel.problems import Problem
-from wayline.platform import identity, merging, profiles
+from wayline.platform import contracts, identity, merging, profiles
 from wayline.platform.prepare_pool import PreparePool, prepare_inline
 
 T1 = "2026-01-01T00:00:00Z"
@@ -114,6 +115,54 @@ def test_records_decided_in_a_worker_are_stored_as_inline_ones(client, runtime, 
     assert profile(client, "Email", "ann@example.com").json()["entity"]["person"]["name"] == {"firstName": "Ann"}
     failed = client.get(f"/datasets/{s.crm}/failures").json()["items"]
     assert sorted(f["recordId"] or "" for f in failed) == ["", "", "", "bad-ecid", "bad-type", "no-ids", "tags"]
+
+
+def test_workers_run_below_the_server_s_priority():
+    """The writer, ingestion's serial part, gets a core before the workers (`prepare_nice`)."""
+    here = os.nice(0)
+    p = PreparePool(1, nice=5)
+    try:
+        p.start("records", "views")
+        for kind in ("records", "views"):
+            assert p._pools[kind].submit(os.nice, 0).result(timeout=30) == min(here + 5, 19)
+    finally:
+        p.close()
+    from wayline.config import Settings
+    assert Settings(_env_file=None).prepare_nice == 8
+
+
+def test_a_record_decided_in_a_worker_is_parsed_only_where_its_entity_is_read(client, runtime, pool):
+    """The server process does not parse what a worker decided: a record that makes a new fragment is
+    stored (its change names the entity's fields) without its entity being parsed; one that updates a
+    stored fragment is parsed by the writer, and both store what the inline path stores."""
+    _, dataset, nss = _setup(client, runtime)
+    pdg_default(client)
+    compiled = runtime.platform.compiled_for(dataset)
+    limits = runtime.settings.limits
+    first = [person("n-1", T1, ids(CRMID="n-1", Email="n1@x.io"), person={"name": {"firstName": "Nia"}})]
+    decided = asyncio.run(pool.prepare(dataset, compiled, orjson.dumps(first), limits, namespaces=nss))
+    (p,) = decided
+    assert {f.name for f in dataclasses.fields(p)} <= set(vars(p)) | {"entity"}  # a whole Prepared
+    assert p.keys == ("_id", "identityMap", "extSourceSystemAudit", "person") and p.fragment is not None
+    assert "_entity" not in vars(p)
+    stored = asyncio.run(runtime.platform.store_records(dataset.sandbox_id, decided))
+    assert [x.ok for x in stored] == [True]
+    assert "_entity" not in vars(p)  # a new fragment: written from the worker's JSON, never parsed here
+    change = _last_change(runtime)
+    assert change["fields"] == ["extSourceSystemAudit", "identityMap", "person"]
+    # a second record of the same fragment, in another request: the writer merges it into the stored one
+    later = [person("n-2", T2, ids(CRMID="n-1"), person={"name": {"lastName": "Berg"}})]
+    (q,) = asyncio.run(pool.prepare(dataset, compiled, orjson.dumps(later), limits, namespaces=nss))
+    assert q.fragment is not None and "_entity" not in vars(q)
+    assert asyncio.run(runtime.platform.store_records(dataset.sandbox_id, [q]))[0].ok
+    assert "_entity" in vars(q) and q.entity == orjson.loads(q.blob)
+    assert profile(client, "CRMID", "n-1").json()["entity"]["person"]["name"] == {"firstName": "Nia", "lastName": "Berg"}
+
+
+def _last_change(runtime) -> dict[str, Any]:
+    got = runtime.store.read_sync(lambda c: c.exec_driver_sql(
+        f"SELECT payload FROM outbox WHERE type = '{contracts.PROFILE_CHANGED}' ORDER BY id DESC LIMIT 1").scalar_one())
+    return orjson.loads(got) if isinstance(got, str) else got  # (JSONB arrives parsed)
 
 
 def test_the_records_route_answers_the_same_with_and_without_workers(client, runtime):

@@ -87,6 +87,9 @@ class Prepared:
     # The JSON of the fragment the record makes where its dataset has none for its primary identity
     # yet (`profiles.new_fragment_text`), when a prepare worker worked it out with the identities.
     fragment: str | None = None
+    # The entity's top-level keys, when a prepare worker sent them (the writer names a change's fields
+    # by them without parsing the entity: `prepare_pool` parses it from `blob` only when it is read).
+    keys: tuple[str, ...] | None = None
 
 
 class Stored(NamedTuple):

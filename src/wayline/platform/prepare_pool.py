@@ -66,8 +66,9 @@ class PreparePool:
     """Worker processes that decide records (see the module's doc). `processes` 0: everything inline."""
 
     def __init__(self, processes: int, *, min_bytes: int = MIN_BYTES, min_views: int = MIN_VIEWS,
-                 timeout_s: float = TIMEOUT_S) -> None:
+                 timeout_s: float = TIMEOUT_S, nice: int = 0) -> None:
         self.processes = max(0, processes)
+        self.nice = nice  # added to the workers' nice value: the writer, serial, gets a core before them
         self.min_bytes, self.min_views, self.timeout_s = min_bytes, min_views, timeout_s
         # Records and views have their own workers: a unit's views, which the writer waits for, never
         # queue behind the next request's records.
@@ -88,7 +89,8 @@ class PreparePool:
             if pool is None:
                 # spawn: the parent runs threads (the store's writer), which fork would copy mid-flight
                 pool = self._pools[kind] = ProcessPoolExecutor(
-                    self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+                    self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                    initargs=(self.nice,))
                 self._up[kind] = pool.submit(_ready)
             up = self._up[kind]
         return pool if up.done() else None
@@ -217,7 +219,8 @@ def _schema_spec(compiled: Any) -> dict[str, Any]:
 
 
 # An answer per record, as plain tuples (pickled in C, rebuilt here without the dataset):
-#   ("ok", xaction_id, record_id, ts_ms, blob, time_series, identities or None, fragment or None)
+#   ("ok", xaction_id, record_id, ts_ms, blob, time_series, identities or None, fragment or None, keys)
+#     keys: the entity's top-level keys (the entity itself is parsed from blob only where it is read)
 #     identities: ((ns, value, primary, authenticated_state, pointer), ...) when the rules passed
 #     fragment: the JSON of the fragment the record makes where there is none yet (see Prepared)
 #   ("prepared", Prepared without its dataset)   a record decided invalid (rare: pickled whole)
@@ -232,20 +235,46 @@ def _problem_from(t: tuple[Any, ...]) -> Problem:
     return Problem(status, slug, title, detail, [FieldError(**e) for e in errors], extra=extra)
 
 
+class _Decided(ingestion.Prepared):
+    """A record decided in a worker. Its entity is parsed from `blob` the first time it is read: the
+    writer of a record that makes a new fragment never reads it (the worker sent the fragment's JSON
+    and the entity's keys), so the server process, whose interpreter lock the writer shares, spends
+    nothing on it. Everything else is a `Prepared`."""
+
+    @property  # type: ignore[override]
+    def entity(self) -> Any:
+        d = self.__dict__
+        e = d.get("_entity")
+        if e is None:
+            e = d["_entity"] = orjson.loads(self.blob)  # type: ignore[arg-type]
+        return e
+
+    @entity.setter
+    def entity(self, value: Any) -> None:
+        self.__dict__["_entity"] = value
+
+    def __repr__(self) -> str:  # (a repr, as asyncio's debug mode makes of a task's result, parses nothing)
+        return (f"_Decided(dataset={self.dataset.id!r}, record_id={self.record_id!r}, "
+                f"xaction_id={self.xaction_id!r}, ok={self.ok!r}, parsed={'_entity' in self.__dict__})")
+
+
 def _rebuild(answers: list[tuple[Any, ...]], dataset: Dataset, compiled: Any,
              batch_id: str | None) -> list[ingestion.Prepared | Problem]:
     out: list[ingestion.Prepared | Problem] = []
     fields = compiled.identities if dataset.profile_enabled else None
-    prepared, loads, found, ident = ingestion.Prepared, orjson.loads, identity.new_found, identity.new_ident
+    new, decided, found, ident = object.__new__, _Decided, identity.new_found, identity.new_ident
     for a in answers:
         kind = a[0]
         if kind == "ok":
-            _, xid, rid, ts, blob, series, ids, frag = a
-            out.append(prepared(dataset, xid, loads(blob), True, record_id=rid, ts_ms=ts, batch_id=batch_id, blob=blob,
-                                identity_fields=fields, time_series=series,
-                                identities=None if ids is None else [
-                                    found((ident((ns, v)), pr, st, ptr)) for ns, v, pr, st, ptr in ids],
-                                fragment=frag))
+            _, xid, rid, ts, blob, series, ids, frag, keys = a
+            # every field of a Prepared set at once, without its __init__ (which would set the entity)
+            p = new(decided)
+            p.__dict__ = {"dataset": dataset, "xaction_id": xid, "ok": True, "violations": [], "record_id": rid,
+                          "ts_ms": ts, "batch_id": batch_id, "raw": None, "blob": blob, "identity_fields": fields,
+                          "time_series": series, "fragment": frag, "keys": keys,
+                          "identities": None if ids is None else [
+                              found((ident((ns, v)), pr, st, ptr)) for ns, v, pr, st, ptr in ids]}
+            out.append(p)
         elif kind == "prepared":
             p = a[1]
             p.dataset = dataset
@@ -260,7 +289,9 @@ def _rebuild(answers: list[tuple[Any, ...]], dataset: Dataset, compiled: Any,
 _compiled: dict[tuple[str, str, int], Any] = {}
 
 
-def _init_worker() -> None:
+def _init_worker(nice: int = 0) -> None:
+    if nice:
+        os.nice(nice)  # below the server: ingestion's serial part, the writer, gets a core first
     gc.set_threshold(100_000, 20, 20)  # as the server (runtime.tune_gc): it allocates the same way
     # A worker holds both ends of its task queue, so it would wait for tasks forever after the
     # server was killed: it watches the server instead and leaves with it.
@@ -317,5 +348,5 @@ def _decide(task: _Task, payload: bytes) -> list[tuple[Any, ...]] | tuple[Any, .
                 ids = tuple((f.ident.ns, f.ident.value, f.primary, f.authenticated_state, f.pointer) for f in found)
                 if not p.time_series:
                     frag = profiles.new_fragment_text(p)
-        out.append(("ok", p.xaction_id, p.record_id, p.ts_ms, p.blob, p.time_series, ids, frag))
+        out.append(("ok", p.xaction_id, p.record_id, p.ts_ms, p.blob, p.time_series, ids, frag, tuple(p.entity)))
     return out

@@ -337,7 +337,7 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
         touch.ident = ids[0]
         touch.changes.add("event" if p.time_series else "fragment")
         touch.dataset_id, touch.record_id = p.dataset.id, p.record_id
-        touch.fields.update(p.entity)  # (its "_id" is dropped when the event is built)
+        touch.fields.update(p.entity if p.keys is None else p.keys)  # ("_id" is dropped when the event is built)
         primaries.append(ids[0])
     # 2. ids: new identities get max + 1 (safe under the lock); a graph's id is its smallest member id
     new = [i for i in gs.of if i not in gs.node]
