@@ -71,6 +71,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -408,6 +409,15 @@ def setup(rt: Any, key: str) -> dict[str, Any]:
 # Measuring
 # ================================================================================================
 
+def thread_written_bytes(tid: int) -> int | None:
+    """Bytes a thread of this process has written (Linux's /proc/<pid>/task/<tid>/io), or None."""
+    try:
+        with open(f"/proc/{os.getpid()}/task/{tid}/io") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("wchar:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -442,6 +452,7 @@ class BuildStats:
     commit_s: float = 0.0  # the writer's commits
     progress: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, records stored)
     generate_s: float | None = None  # --pregenerate: generating the units, before the clock
+    written_bytes: int | None = None  # what the writer thread wrote (its WAL frames), where the OS tells
     first_problem: str | None = None
 
 
@@ -484,6 +495,8 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
         log(f"generated the units into {feed_file} in {stats.generate_s:.1f} s ({feed_file.stat().st_size:,} bytes)")
     pending: set[asyncio.Task[Any]] = set()
     commit_before = rt.store.commit_s
+    writer_tid = rt.store.write_blocking(lambda _c: threading.get_native_id())
+    written_before = thread_written_bytes(writer_tid)
     t0 = time.perf_counter()
     step = max(1, n_units // 20)
 
@@ -542,6 +555,9 @@ async def build(rt: Any, ids: dict[str, Any], opts: Options) -> tuple[BuildStats
             feed_file.unlink(missing_ok=True)
     await asyncio.gather(*pending)
     stats.commit_s = rt.store.commit_s - commit_before
+    written = thread_written_bytes(writer_tid)
+    if written is not None and written_before is not None:
+        stats.written_bytes = written - written_before
     return stats, time.perf_counter() - t0
 
 
@@ -769,6 +785,9 @@ async def run_on(rt: Any, ids: dict[str, Any], opts: Options, sqlite_path: Path 
                   "store_s": round(sum(st), 2),
                   # minus store_s: the commits and the hand-overs between the loop and the writer
                   "write_s": round(stats.write_s, 2), "commit_s": round(stats.commit_s, 2),
+                  # the writer's WAL bytes: what the store's B-trees cost in pages, whatever the machine's speed
+                  "writer_written_bytes_per_record": (round(stats.written_bytes / max(stats.records, 1))
+                                                      if stats.written_bytes is not None else None),
                   "store_cpu_us_per_record": round(stats.store_cpu_s / stats.records * 1e6, 1) if stats.records else None,
                   "store_us_per_record": round(sum(st) / stats.records * 1e6, 1) if stats.records else None,
                   "store_ms_per_unit_p50": round(percentile(st, 50) * 1000, 2),

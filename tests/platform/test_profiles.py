@@ -390,3 +390,48 @@ def test_one_change_event_names_the_fields_of_every_record_of_the_unit(client, r
     merged = [m for m in _outbox(runtime) if m["recordId"] in ("g1", "g2")]
     assert len(merged) == 1 and "link" in merged[0]["changes"]
     assert {"homeAddress", "personalEmail"} <= set(merged[0]["fields"])
+
+
+def test_profile_changes_are_ordered_per_identity_by_keys_that_sort_by_first_sight(client, runtime):
+    """The profile stream's ordering key: the sandbox and the identity the change came through, led
+    by the identity's id, so that keys sort by first sight (a new identity's messages append to the
+    outbox's key index). Per key, sequence numbers count 1, 2, 3…; a privacy delete's messages keep
+    the deleted identity's key, and the identity seen again later is a new key, numbered from 1."""
+    s = setup_profiles(client)
+    pdg_default(client)
+
+    def messages() -> list[tuple[str, int, dict]]:
+        import orjson
+        rows = runtime.store.read_sync(lambda c: c.execute(sa.text(
+            "SELECT key, seq, payload FROM outbox WHERE stream = 'platform.profiles' ORDER BY id")).all())
+        return [(k, q, p if isinstance(p, dict) else orjson.loads(p)) for k, q, p in rows]
+
+    def identity_id(ns: str, value: str) -> int:
+        return runtime.store.read_sync(lambda c: c.execute(sa.select(t.identities.c.id).where(
+            t.identities.c.ns == ns, t.identities.c.value == value)).scalar_one())
+
+    sandbox = client.get("/sandbox").json()["sandbox"]["id"]
+    put(client, s.crm, person("z", T1, ids(Email="Zed@x.io")))  # first seen: the smallest id
+    put(client, s.crm, person("a", T1, ids(Email="amy@x.io")))
+    put(client, s.crm, person("a2", T2, ids(Email="amy@x.io"), person={"gender": "female"}))
+    put(client, s.loyalty, person("b", T2, ids(Phone="+7", Email="amy@x.io")))  # through Phone: its own key
+    zed, amy, phone = identity_id("Email", "zed@x.io"), identity_id("Email", "amy@x.io"), identity_id("Phone", "+7")
+    assert zed < amy < phone
+    got = messages()
+    assert [(k, q) for k, q, _ in got] == [
+        (f"{sandbox}|{zed:015d}|Email|zed@x.io", 1), (f"{sandbox}|{amy:015d}|Email|amy@x.io", 1),
+        (f"{sandbox}|{amy:015d}|Email|amy@x.io", 2), (f"{sandbox}|{phone:015d}|Phone|+7", 1)]
+    assert sorted(k for k, _, _ in got) == [k for k, _, _ in got]  # first sight order is key order
+    # a privacy delete: its message keeps the key of the identity it came through
+    assert client.delete("/profiles", params={"entityIdNS": "Email", "entityId": "zed@x.io"}).status_code == 200
+    key, seq, payload = messages()[-1]
+    assert (key, seq, payload["changes"]) == (f"{sandbox}|{zed:015d}|Email|zed@x.io", 2, ["delete"])
+    # seen again: a new identity, a new key, numbered from 1 (consumers' marks of the old key do not apply)
+    put(client, s.crm, person("z2", T3, ids(Email="zed@x.io")))
+    again = identity_id("Email", "zed@x.io")
+    assert again > phone
+    assert [(k, q) for k, q, _ in messages()[-1:]] == [(f"{sandbox}|{again:015d}|Email|zed@x.io", 1)]
+    # deleting one identity of a graph splits it: the remaining part's change is keyed by its own identity
+    assert client.delete("/identity/graph", params={"namespace": "Email", "id": "amy@x.io"}).status_code == 200
+    tail = [(k, q, p["changes"]) for k, q, p in messages()[-2:]]
+    assert tail == [(f"{sandbox}|{phone:015d}|Phone|+7", 2, ["unlink"]), (f"{sandbox}|{amy:015d}|Email|amy@x.io", 3, ["delete"])]

@@ -458,6 +458,15 @@ def in_list(conn: Connection) -> str:
     return "IN (SELECT value FROM json_each(?))" if conn.dialect.name == "sqlite" else "= ANY(%s)"
 
 
+def fetch_rows(conn: Connection, sql: str, params: Any) -> list[Any]:
+    """The rows of a raw query (SQLite's markers there, psycopg's on PostgreSQL), for the writer's hottest
+    reads. On SQLite they come straight from the driver's cursor, in the connection's transaction:
+    plain tuples, without SQLAlchemy's execution context per call and `Row` per row."""
+    if conn.dialect.name == "sqlite":
+        return conn.connection.driver_connection.execute(sql, params).fetchall()  # type: ignore[union-attr]
+    return conn.exec_driver_sql(sql, params).all()
+
+
 def list_param(conn: Connection, values: Sequence[Any]) -> Any:
     """The parameter `in_list` expects: a JSON array on SQLite, a list (an array) on PostgreSQL."""
     return _dumps(list(values)) if conn.dialect.name == "sqlite" else list(values)

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from wayline.config import Limits
 from wayline.kernel import outbox
-from wayline.kernel.store import discard, in_list, list_param, write_rows
+from wayline.kernel.store import discard, fetch_rows, in_list, list_param, write_rows
 from wayline.platform import contracts, graph, identity, merging
 from wayline.platform import tables as t
 from wayline.platform.identity import Ident, new_ident
@@ -422,7 +422,8 @@ def _apply_sandbox(conn: Connection, sandbox_id: str, items: list[Prepared], now
             sandbox_id=sandbox_id, profile_id=str(gid), ns=tch.ident.ns, id=tch.ident.value, changes=sorted(tch.changes),
             dataset_id=tch.dataset_id, record_id=tch.record_id, fields=sorted(tch.fields - _NOT_A_FIELD),
             previous=sorted(str(x) for x in tch.previous if x != gid), at_ms=now)
-        messages.append((contracts.PROFILE_STREAM, outbox.ordering_key(sandbox_id, tch.ident.ns, tch.ident.value),
+        messages.append((contracts.PROFILE_STREAM,
+                         outbox.identity_key(sandbox_id, gs.node[tch.ident][0], tch.ident.ns, tch.ident.value),
                          contracts.PROFILE_CHANGED, event))
     outbox.add_many(conn, messages, now_ms=now, returning=False)
     finish_views()
@@ -513,9 +514,9 @@ def _delete_views(conn: Connection, sandbox_id: str, keys: Sequence[int]) -> Non
 def _fragment_rows(conn: Connection, identity_ids: Sequence[int]) -> list[Any]:
     """The fragments of these identities as stored: (dataset_id, identity_id, body, updated_ms, leaf_ms,
     record_id), body and leaf_ms as JSON text on SQLite (already decoded on PostgreSQL)."""
-    return conn.exec_driver_sql(_in_sql(
+    return fetch_rows(conn, _in_sql(
         conn, "SELECT dataset_id, identity_id, body, updated_ms, leaf_ms, record_id "
-              "FROM profile_fragments WHERE identity_id {}"), (list_param(conn, list(dict.fromkeys(identity_ids))),)).all()
+              "FROM profile_fragments WHERE identity_id {}"), (list_param(conn, list(dict.fromkeys(identity_ids))),))
 
 
 def _fragment(row: Any, ident: Ident) -> merging.Fragment:
@@ -606,7 +607,7 @@ def _members_of_graphs(conn: Connection, sandbox_id: str, idents: Iterable[Ident
     out: dict[int, Any] = {}
     sql = _in_sql(conn, _MEMBERS_SQL)
     for ns, values in sorted(by_ns.items()):
-        for r in conn.exec_driver_sql(sql, (sandbox_id, ns, list_param(conn, values))):
+        for r in fetch_rows(conn, sql, (sandbox_id, ns, list_param(conn, values))):
             out[r[0]] = r
     return list(out.values())
 
@@ -634,7 +635,7 @@ _GRAPH_COLUMNS = {"identity_links": "a_id, b_id, graph_id, first_seen_ms, last_s
 
 def _rows_by_graph(conn: Connection, table: sa.Table, gids: Iterable[int]) -> list[Any]:
     template = f"SELECT {_GRAPH_COLUMNS[table.name]} FROM {table.name} WHERE graph_id {{}}"
-    return conn.exec_driver_sql(_in_sql(conn, template), (list_param(conn, sorted(gids)),)).all()
+    return fetch_rows(conn, _in_sql(conn, template), (list_param(conn, sorted(gids)),))
 
 
 def _sql(conn: Connection, sql: str) -> str:
@@ -854,9 +855,9 @@ def delete_identity(conn: Connection, sandbox_id: str, ident: Ident, *, now: int
         event = contracts.profile_changed(
             sandbox_id=sandbox_id, profile_id=str(gid), ns=anchor.ns, id=anchor.value, changes=["unlink"],
             previous=[str(node.graph_id)] if gid != node.graph_id else [], at_ms=now)
-        messages.append((contracts.PROFILE_STREAM, outbox.ordering_key(sandbox_id, anchor.ns, anchor.value),
+        messages.append((contracts.PROFILE_STREAM, outbox.identity_key(sandbox_id, ids[anchor], anchor.ns, anchor.value),
                          contracts.PROFILE_CHANGED, event))
-    messages.append(_deleted_event(sandbox_id, node.graph_id, ident, now))
+    messages.append(_deleted_event(sandbox_id, node.graph_id, node.id, ident, now))
     vanished = [node.graph_id] if eff.policy.graph == "pdg" else [node.id]
     refresh_view(conn, sandbox_id, keys, eff, now, vanished=vanished)
     outbox.add_many(conn, messages, now_ms=now)
@@ -880,14 +881,14 @@ def delete_profile(conn: Connection, sandbox_id: str, ident: Ident, eff: Effecti
     for part in _chunks(view_keys):
         conn.execute(t.profile_view.delete().where(t.profile_view.c.sandbox_id == sandbox_id,
                                                    t.profile_view.c.key.in_(part)))
-    outbox.add_many(conn, [_deleted_event(sandbox_id, node.graph_id, ident, now)], now_ms=now)
+    outbox.add_many(conn, [_deleted_event(sandbox_id, node.graph_id, node.id, ident, now)], now_ms=now)
     return {"profileId": str(node.graph_id), "deleted": counts}
 
 
-def _deleted_event(sandbox_id: str, gid: int, ident: Ident, now: int) -> tuple[str, str, str, Any]:
+def _deleted_event(sandbox_id: str, gid: int, identity_id: int, ident: Ident, now: int) -> tuple[str, str, str, Any]:
     event = contracts.profile_changed(sandbox_id=sandbox_id, profile_id=str(gid), ns=ident.ns, id=ident.value,
                                       changes=["delete"], at_ms=now)
-    return (contracts.PROFILE_STREAM, outbox.ordering_key(sandbox_id, ident.ns, ident.value),
+    return (contracts.PROFILE_STREAM, outbox.identity_key(sandbox_id, identity_id, ident.ns, ident.value),
             contracts.PROFILE_CHANGED, event)
 
 
