@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from wayline.kernel import tables as t
-from wayline.kernel.store import Store, discard, insert_ignore
+from wayline.kernel.store import Store, discard, fetch_rows, insert_ignore
 
 
 @pytest.fixture
@@ -174,3 +174,27 @@ def test_discard_frees_on_the_reaper_thread():
             break
         time.sleep(0.01)
     assert freed_on == ["wl-reaper"]
+
+
+def test_fetch_rows_reads_inside_the_unit_s_transaction(store):
+    """`fetch_rows` (the writer's raw reads: the driver's cursor on SQLite) sees what its own unit
+    wrote and has not committed, as plain tuples; a unit that fails leaves nothing to see later."""
+    mark = "?" if store.engine.dialect.name == "sqlite" else "%s"
+    sql = f"SELECT id, name FROM organizations WHERE id IN ({mark}, {mark}) ORDER BY id"
+
+    def unit(conn):
+        _add(conn, "f1")
+        return fetch_rows(conn, sql, ("f1", "f2"))
+
+    assert [tuple(r) for r in store.write_blocking(unit)] == [("f1", "n")]
+
+    def failing(conn):
+        _add(conn, "f2")
+        seen.append([tuple(r) for r in fetch_rows(conn, sql, ("f1", "f2"))])
+        raise ValueError("boom")
+
+    seen: list = []
+    with pytest.raises(ValueError):
+        store.write_blocking(failing)
+    assert seen == [[("f1", "n"), ("f2", "n")]]
+    assert [tuple(r) for r in store.read_sync(lambda c: fetch_rows(c, sql, ("f1", "f2")))] == [("f1", "n")]
