@@ -60,6 +60,7 @@ MIN_BYTES = 32_768  # smaller payloads are decided inline: a worker round trip c
 # deciding ~60 records of a few hundred bytes costs here
 MIN_VIEWS = 64  # fewer views are merged by the writer itself (a merge costs ~10-20 us)
 TIMEOUT_S = 60.0  # a worker silent this long is taken for stuck: its work is done here, it is ended
+START_TIMEOUT_S = 60.0  # `start` waits this long for a new worker's interpreter and imports
 
 
 class PreparePool:
@@ -96,11 +97,13 @@ class PreparePool:
         return pool if up.done() else None
 
     def start(self, *kinds: str) -> None:
-        """Start the workers of `kinds` now and wait until one of each is up (the benchmark, tests)."""
+        """Start the workers of `kinds` now and wait until one of each is up (the benchmark, tests).
+        Starting is not being stuck: a new interpreter and its imports can take seconds on a busy
+        machine, so this waits up to START_TIMEOUT_S whatever `timeout_s` says."""
         for kind in kinds:
             self._executor(kind)
         for kind in kinds:
-            self._up[kind].result(timeout=self.timeout_s)
+            self._up[kind].result(timeout=max(self.timeout_s, START_TIMEOUT_S))
 
     async def prepare(self, dataset: Dataset, compiled: Any, payload: bytes, limits: Limits, *,
                       namespaces: dict[str, identity.Namespace] | None,
