@@ -64,7 +64,7 @@ class Settings(BaseSettings):
                               "priority is than the server's (added to their nice value): the store's one "
                               "writer is the serial part of ingestion and gets a core first; the workers "
                               "prepare the next requests with the time left (measured: the writer's wait for "
-                              "a core per record fell by a fifth, docs/benchmarks.md)")
+                              "a core per record fell by a quarter, docs/benchmarks.md)")
     limits: Limits = Field(default_factory=Limits)
     backbone_retention_hours: float = Field(24.0, description="keep applied outbox messages and fired timers this "
                                             "long, then delete them (0: keep everything)")
