@@ -42,3 +42,24 @@ def test_the_fast_profile_changed_builder_publishes_exactly_the_models_json():
         assert contracts.parse(contracts.PROFILE_CHANGED, built) == model
 
     check()
+
+
+def test_the_fast_segment_qualification_builder_publishes_exactly_the_models_json():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    text = st.text(max_size=12)
+
+    @given(sandbox=text, segment=text, profile=text, ns=text, value=text,
+           status=st.sampled_from(["realized", "exited"]), at=text)
+    def check(sandbox, segment, profile, ns, value, status, at):
+        built = contracts.segment_qualification(sandbox_id=sandbox, segment_id=segment, profile_id=profile, ns=ns,
+                                                id=value, status=status, at=at)
+        model = contracts.SegmentQualificationV1(sandboxId=sandbox, segmentId=segment, profileId=profile,
+                                                 identity={"namespace": ns, "id": value}, status=status,
+                                                 lastQualificationTime=at)
+        assert built == model.model_dump(mode="json")
+        assert list(built) == list(model.model_dump(mode="json"))  # same key order, same bytes published
+        assert contracts.parse(contracts.SEGMENT_QUALIFICATION, built) == model
+
+    check()

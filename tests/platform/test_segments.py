@@ -95,6 +95,30 @@ def test_streaming_segments_follow_profile_changes(client, runtime):
     assert members(client, buyers["id"]) == {}
 
 
+def test_streaming_segments_of_segments_see_the_same_changes_moves(client, runtime):
+    """One profile change re-evaluates dependants after what they depend on, and they see its new
+    membership (the handler shares one evaluation context until a membership moves)."""
+    s = setup_profiles(client)
+    pdg_default(client)
+    female = seg(client, 'person.gender = "female"', continuous=True)
+    gold = seg(client, '_wayline.points >= 5', continuous=True)
+    gold_women = seg(client, f'inSegment("{gold["id"]}") and inSegment("{female["id"]}")', continuous=True)
+    not_gold = seg(client, f'not inSegment("{gold["id"]}")', continuous=True)
+    put(client, s.crm, person("a1", T1, ids(Email="eve@x.io"), person={"gender": "female"}, _wayline={"points": 7}))
+    runtime.backbone.run_until_idle()
+    assert {k: members(client, x["id"]) for k, x in [("f", female), ("g", gold), ("gw", gold_women),
+                                                         ("ng", not_gold)]} == {
+        "f": {"eve@x.io": "realized"}, "g": {"eve@x.io": "realized"}, "gw": {"eve@x.io": "realized"}, "ng": {}}
+    put(client, s.crm, person("a2", T2, ids(Email="eve@x.io"), person={"gender": "female"}, _wayline={"points": 1}))
+    runtime.backbone.run_until_idle()
+    assert members(client, gold["id"]) == {} and members(client, gold_women["id"]) == {}
+    assert members(client, not_gold["id"]) == {"eve@x.io": "realized"}
+    assert members(client, female["id"]) == {"eve@x.io": "existing"}
+    moves = [(x["segmentId"], x["status"]) for x in qualifications(runtime)]
+    assert moves.count((gold_women["id"], "realized")) == 1 and moves.count((gold_women["id"], "exited")) == 1
+    assert (not_gold["id"], "exited") not in moves
+
+
 def test_merged_profiles_keep_their_memberships(client, runtime):
     s = setup_profiles(client)
     pdg_default(client)

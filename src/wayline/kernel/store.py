@@ -458,6 +458,27 @@ def in_list(conn: Connection) -> str:
     return "IN (SELECT value FROM json_each(?))" if conn.dialect.name == "sqlite" else "= ANY(%s)"
 
 
+_RAW_SQL: dict[tuple[str, str], str] = {}
+
+
+def raw_sql(conn: Connection, template: str) -> str:
+    """Raw SQL for either database from one text: `?` markers (psycopg's `%s` on PostgreSQL), and
+    where `{}` stands, an IN over one list parameter (`in_list`, `list_param`), so that the text is
+    the same for any number of values and prepared once. Cached per dialect: building Core
+    statements on the hot paths (ingestion, streaming segmentation) costs more than running them."""
+    key = (conn.dialect.name, template)
+    sql = _RAW_SQL.get(key)
+    if sql is None:
+        sql = template if key[0] == "sqlite" else template.replace("?", "%s")
+        sql = _RAW_SQL[key] = sql.replace("{}", in_list(conn))
+    return sql
+
+
+def json_column(v: Any) -> Any:
+    """A JSON column's value read with raw SQL: text on SQLite, already decoded by psycopg on PostgreSQL."""
+    return orjson.loads(v) if isinstance(v, (str, bytes)) else v
+
+
 def fetch_rows(conn: Connection, sql: str, params: Any) -> list[Any]:
     """The rows of a raw query (SQLite's markers there, psycopg's on PostgreSQL), for the writer's hottest
     reads. On SQLite they come straight from the driver's cursor, in the connection's transaction:

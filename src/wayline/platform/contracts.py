@@ -68,6 +68,16 @@ class SegmentQualificationV1(BaseModel):
     lastQualificationTime: str = Field(..., description="ISO 8601")
 
 
+def segment_qualification(*, sandbox_id: str, segment_id: str, profile_id: str, ns: str, id: str, status: str,
+                          at: str) -> dict[str, Any]:
+    """A SegmentQualificationV1 as the JSON it is published as, built without the model (`at`: the ISO
+    8601 qualification time): a profile change can move it in and out of many continuous segments.
+    Tests hold it equal to the model's JSON and valid against it."""
+    return {"schemaVersion": 1, "type": SEGMENT_QUALIFICATION, "sandboxId": sandbox_id, "segmentId": segment_id,
+            "profileId": profile_id, "identity": {"namespace": ns, "id": id}, "status": status,
+            "lastQualificationTime": at}
+
+
 EVENTS: dict[tuple[str, int], type[BaseModel]] = {
     (PROFILE_CHANGED, 1): ProfileChangedV1,
     (SEGMENT_QUALIFICATION, 1): SegmentQualificationV1,

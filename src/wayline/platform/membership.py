@@ -6,10 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from wayline.platform import tables as t
+from wayline.kernel.store import fetch_rows, list_param, raw_sql
 
 IN = ("realized", "existing")
 
@@ -18,15 +17,18 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_MEMBERSHIPS = ("SELECT profile_key, segment_id, status, qualified_ms FROM segment_members "
+                "WHERE sandbox_id = ? AND profile_key {}")
+
+
 def memberships(conn: Connection, sandbox_id: str, keys: Sequence[int]) -> dict[int, dict[str, tuple[str, int]]]:
-    """key -> segment id -> (status, qualified_ms)."""
+    """key -> segment id -> (status, qualified_ms). Raw SQL: streaming segmentation reads this for
+    every profile change."""
     out: dict[int, dict[str, tuple[str, int]]] = {}
-    m = t.segment_members.c
-    for start in range(0, len(keys), 400):
-        part = list(keys[start:start + 400])
-        for r in conn.execute(sa.select(m.profile_key, m.segment_id, m.status, m.qualified_ms).where(
-                m.sandbox_id == sandbox_id, m.profile_key.in_(part))):
-            out.setdefault(r.profile_key, {})[r.segment_id] = (r.status, r.qualified_ms)
+    if keys:
+        for key, sid, status, ms in fetch_rows(conn, raw_sql(conn, _MEMBERSHIPS),
+                                               (sandbox_id, list_param(conn, list(keys)))):
+            out.setdefault(key, {})[sid] = (status, ms)
     return out
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from wayline.config import Limits
 from wayline.kernel import outbox
-from wayline.kernel.store import discard, fetch_rows, in_list, list_param, write_rows
+from wayline.kernel.store import discard, fetch_rows, json_column, list_param, raw_sql, write_rows
 from wayline.platform import contracts, graph, identity, merging
 from wayline.platform import tables as t
 from wayline.platform.identity import Ident, new_ident
@@ -47,7 +47,7 @@ def namespaces(conn: Connection, sandbox_id: str) -> dict[str, identity.Namespac
     """Standard namespaces and the sandbox's custom ones, by code."""
     out = dict(identity.STANDARD)
     # Raw SQL: this runs for every unit of ingestion, and building the Core select cost more than it.
-    for code, nid, name, id_type, description in conn.exec_driver_sql(_sql(
+    for code, nid, name, id_type, description in conn.exec_driver_sql(raw_sql(
             conn, "SELECT code, id, name, id_type, description FROM identity_namespaces WHERE sandbox_id = ?"),
             (sandbox_id,)):
         out[code] = identity.Namespace(code, nid, name, id_type, True, description)
@@ -286,11 +286,11 @@ class _Graphs:
         if inserts:
             write_rows(conn, t.identities, _IDENTITY_COLUMNS, inserts, conflict=["id"])
         if updates:
-            conn.exec_driver_sql(_sql(conn, "UPDATE identities SET graph_id = ?, first_seen_ms = ?, "
+            conn.exec_driver_sql(raw_sql(conn, "UPDATE identities SET graph_id = ?, first_seen_ms = ?, "
                                             "last_seen_ms = ?, event_count = ? WHERE id = ?"), updates)
         moved = [(gid_of[id(g)], old) for g in finals for old in self.lazy.get(id(g), ()) if old != gid_of[id(g)]]
         if moved:
-            conn.exec_driver_sql(_sql(conn, "UPDATE identity_links SET graph_id = ? WHERE graph_id = ?"), moved)
+            conn.exec_driver_sql(raw_sql(conn, "UPDATE identity_links SET graph_id = ? WHERE graph_id = ?"), moved)
         links0 = self.links0
         now: dict[tuple[int, int], tuple[int, int, int]] = {}
         rows = []
@@ -304,7 +304,7 @@ class _Graphs:
                     rows.append((*k, *v))
         gone = [k for k in links0 if k not in now]
         if gone:
-            conn.exec_driver_sql(_sql(conn, "DELETE FROM identity_links WHERE a_id = ? AND b_id = ?"), gone)
+            conn.exec_driver_sql(raw_sql(conn, "DELETE FROM identity_links WHERE a_id = ? AND b_id = ?"), gone)
         write_rows(conn, t.identity_links, _LINK_COLUMNS, rows, conflict=["a_id", "b_id"], update=["graph_id"],
                    widen=("first_seen_ms", "last_seen_ms"))
 
@@ -507,22 +507,22 @@ def _nothing() -> None:
 
 
 def _delete_views(conn: Connection, sandbox_id: str, keys: Sequence[int]) -> None:
-    conn.exec_driver_sql(_in_sql(conn, "DELETE FROM profile_view WHERE sandbox_id = ? AND key {}"),
+    conn.exec_driver_sql(raw_sql(conn, "DELETE FROM profile_view WHERE sandbox_id = ? AND key {}"),
                          (sandbox_id, list_param(conn, keys)))
 
 
 def _fragment_rows(conn: Connection, identity_ids: Sequence[int]) -> list[Any]:
     """The fragments of these identities as stored: (dataset_id, identity_id, body, updated_ms, leaf_ms,
     record_id), body and leaf_ms as JSON text on SQLite (already decoded on PostgreSQL)."""
-    return fetch_rows(conn, _in_sql(
+    return fetch_rows(conn, raw_sql(
         conn, "SELECT dataset_id, identity_id, body, updated_ms, leaf_ms, record_id "
               "FROM profile_fragments WHERE identity_id {}"), (list_param(conn, list(dict.fromkeys(identity_ids))),))
 
 
 def _fragment(row: Any, ident: Ident) -> merging.Fragment:
     dataset_id, _, body, updated_ms, leaf_ms, record_id = row
-    return merging.Fragment(dataset_id, ident.ns, ident.value, _loads(body), updated_ms, record_id,
-                            None if leaf_ms is None else _loads(leaf_ms) or None)
+    return merging.Fragment(dataset_id, ident.ns, ident.value, json_column(body), updated_ms, record_id,
+                            None if leaf_ms is None else json_column(leaf_ms) or None)
 
 
 def fragments_of(conn: Connection, identity_ids: Sequence[int], *, parse: bool = True) -> dict[int, list[Any]]:
@@ -530,9 +530,9 @@ def fragments_of(conn: Connection, identity_ids: Sequence[int], *, parse: bool =
     tuples in `Fragment`'s field order with `body` and `leaf_ms` as stored (`merging.merged_json`)."""
     out: dict[int, list[Any]] = {}
     fragment = merging.Fragment if parse else _as_stored
-    loads = _loads if parse else _same
+    loads = json_column if parse else _same
     ids = list_param(conn, list(dict.fromkeys(identity_ids)))
-    for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id, ns, value in conn.exec_driver_sql(_in_sql(
+    for dataset_id, identity_id, body, updated_ms, leaf_ms, record_id, ns, value in conn.exec_driver_sql(raw_sql(
             conn, "SELECT f.dataset_id, f.identity_id, f.body, f.updated_ms, f.leaf_ms, f.record_id, i.ns, i.value "
                   "FROM profile_fragments f JOIN identities i ON i.id = f.identity_id WHERE f.identity_id {}"),
             (ids,)).all():
@@ -551,11 +551,6 @@ def _same(v: Any) -> Any:
 
 def _json(v: Any) -> str:
     return orjson.dumps(v).decode()
-
-
-def _loads(v: Any) -> Any:
-    """A JSON column read with raw SQL: text on SQLite, already decoded by the driver on PostgreSQL."""
-    return orjson.loads(v) if isinstance(v, (str, bytes)) else v
 
 
 def event_counts(conn: Connection, identity_ids: Sequence[int]) -> dict[int, int]:
@@ -605,7 +600,7 @@ def _members_of_graphs(conn: Connection, sandbox_id: str, idents: Iterable[Ident
     for i in idents:
         by_ns.setdefault(i.ns, []).append(i.value)
     out: dict[int, Any] = {}
-    sql = _in_sql(conn, _MEMBERS_SQL)
+    sql = raw_sql(conn, _MEMBERS_SQL)
     for ns, values in sorted(by_ns.items()):
         for r in fetch_rows(conn, sql, (sandbox_id, ns, list_param(conn, values))):
             out[r[0]] = r
@@ -616,30 +611,12 @@ _MEMBERS_SQL = ("SELECT id, ns, value, graph_id, first_seen_ms, last_seen_ms, ev
                 "WHERE graph_id IN (SELECT graph_id FROM identities WHERE sandbox_id = ? AND ns = ? AND value {})")
 
 
-_IN_SQL: dict[tuple[str, str], str] = {}
-
-
-def _in_sql(conn: Connection, template: str) -> str:
-    """Raw SQL whose `{}` is an IN over one list parameter (`store.in_list`): one statement text for
-    any number of values, prepared once. Cached per dialect: building Core statements per unit of
-    ingestion costs more than running them."""
-    key = (conn.dialect.name, template)
-    sql = _IN_SQL.get(key)
-    if sql is None:
-        sql = _IN_SQL[key] = _sql(conn, template).format(in_list(conn))
-    return sql
-
-
 _GRAPH_COLUMNS = {"identity_links": "a_id, b_id, graph_id, first_seen_ms, last_seen_ms"}
 
 
 def _rows_by_graph(conn: Connection, table: sa.Table, gids: Iterable[int]) -> list[Any]:
     template = f"SELECT {_GRAPH_COLUMNS[table.name]} FROM {table.name} WHERE graph_id {{}}"
-    return fetch_rows(conn, _in_sql(conn, template), (list_param(conn, sorted(gids)),))
-
-
-def _sql(conn: Connection, sql: str) -> str:
-    return sql if conn.dialect.name == "sqlite" else sql.replace("?", "%s")
+    return fetch_rows(conn, raw_sql(conn, template), (list_param(conn, sorted(gids)),))
 
 
 # -- lookups ---------------------------------------------------------------------------------------
@@ -751,20 +728,21 @@ def segmentation_events(conn: Connection, sandbox_id: str, ident: Ident, eff: Ef
     return [x.body for x in reversed(rows)]
 
 
+_EVENTS_OF_KEY = ("SELECT pr.ts_ms, r.body FROM profile_records pr "
+                  "JOIN records r ON r.dataset_id = pr.dataset_id AND r.record_id = pr.record_id {join}"
+                  "WHERE pr.is_event = ? AND {owner} = ? "
+                  "ORDER BY pr.ts_ms DESC, pr.dataset_id DESC, pr.record_id DESC LIMIT ?")
+_EVENTS_OF_GRAPH = _EVENTS_OF_KEY.format(join="JOIN identities i ON i.id = pr.identity_id ", owner="i.graph_id")
+_EVENTS_OF_IDENTITY = _EVENTS_OF_KEY.format(join="", owner="pr.identity_id")
+
+
 def events_of_key(conn: Connection, key: int, *, graph: bool, max_events: int) -> list[dict[str, Any]]:
     """Segmentation's events of a stored profile (graph id under pdg, identity id under none):
-    the newest `max_events`, oldest first."""
-    pr, r, i = t.profile_records.c, t.records.c, t.identities.c
-    stmt = (sa.select(pr.ts_ms, r.body)
-            .join(t.records, sa.and_(r.dataset_id == pr.dataset_id, r.record_id == pr.record_id))
-            .where(pr.is_event.is_(True)))
-    if graph:
-        stmt = stmt.join(t.identities, i.id == pr.identity_id).where(i.graph_id == key)
-    else:
-        stmt = stmt.where(pr.identity_id == key)
-    rows = conn.execute(stmt.order_by(pr.ts_ms.desc(), pr.dataset_id.desc(), pr.record_id.desc())
-                        .limit(max_events)).all()
-    return [x.body for x in reversed(rows)]
+    the newest `max_events`, oldest first. Raw SQL: streaming segmentation reads them for every
+    profile change."""
+    rows = fetch_rows(conn, raw_sql(conn, _EVENTS_OF_GRAPH if graph else _EVENTS_OF_IDENTITY),
+                      (True, key, max_events))
+    return [json_column(body) for _, body in reversed(rows)]
 
 
 def graph_of(conn: Connection, sandbox_id: str, ident: Ident) -> dict[str, Any] | None:

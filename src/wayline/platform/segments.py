@@ -32,7 +32,7 @@ from wayline.kernel import outbox
 from wayline.kernel.expr import interp, ir
 from wayline.kernel.expr import sql as exprsql
 from wayline.kernel.problems import FieldError, Problem, not_found
-from wayline.kernel.store import upsert_many
+from wayline.kernel.store import fetch_rows, json_column, raw_sql, write_rows
 from wayline.kernel.tenancy import audit
 from wayline.platform import contracts, membership, pql, profiles
 from wayline.platform import tables as t
@@ -320,7 +320,7 @@ def update(conn: Connection, *, registry: Any, sandbox_id: str, segment_id: str,
     depends = set(ir.segments_used(expr))
     _check_cycles(conn, sandbox_id, segment_id, depends)
     evaluation = cols.get("evaluation", before.evaluation)
-    policy_id = cols["merge_policy_id"] if "merge_policy_id" in cols else before.merge_policy_id
+    policy_id = cols.get("merge_policy_id", before.merge_policy_id)
     if policy_id:
         _policy(conn, sandbox_id, policy_id)
     if evaluation["continuous"]["enabled"] and not before.continuous:
@@ -454,20 +454,21 @@ def _transition(prev: tuple[str, int] | None, inside: bool, now: int) -> tuple[s
 
 
 def _qualification(sandbox_id: str, segment_id: str, key: int, ident: tuple[str, str], status: str,
-                   now: int) -> tuple[str, str, str, Any]:
-    event = contracts.SegmentQualificationV1(
-        sandboxId=sandbox_id, segmentId=segment_id, profileId=str(key),
-        identity=contracts.Identity(namespace=ident[0], id=ident[1]), status=status,  # type: ignore[arg-type]
-        lastQualificationTime=_iso(now))
+                   at: str) -> tuple[str, str, str, Any]:
+    """The outbox message of a membership that moved (`at`: the qualification time, ISO 8601)."""
     return (contracts.SEGMENT_STREAM, outbox.ordering_key(sandbox_id, ident[0], ident[1]),
-            contracts.SEGMENT_QUALIFICATION, event.model_dump(mode="json"))
+            contracts.SEGMENT_QUALIFICATION,
+            contracts.segment_qualification(sandbox_id=sandbox_id, segment_id=segment_id, profile_id=str(key),
+                                            ns=ident[0], id=ident[1], status=status, at=at))
 
 
 def _write(conn: Connection, sandbox_id: str, changes: list[tuple[str, int, str, int]]) -> None:
     """(segment id, key, status, qualified_ms) rows."""
-    upsert_many(conn, t.segment_members, [
-        {"segment_id": s, "profile_key": k, "sandbox_id": sandbox_id, "status": st, "qualified_ms": ms}
-        for s, k, st, ms in changes], ["segment_id", "profile_key"], ["status", "qualified_ms"])
+    write_rows(conn, t.segment_members, _MEMBER_COLUMNS, [(s, k, sandbox_id, st, ms) for s, k, st, ms in changes],
+               conflict=_MEMBER_COLUMNS[:2], update=_MEMBER_COLUMNS[3:])
+
+
+_MEMBER_COLUMNS = ("segment_id", "profile_key", "sandbox_id", "status", "qualified_ms")
 
 
 # -- streaming ---------------------------------------------------------------------------------------
@@ -523,11 +524,14 @@ class Streaming:
         out: list[tuple[str, int, str, int]] = []
         messages = []
         when = datetime.fromtimestamp(now / 1000, UTC)
+        at = _iso(now)
+        ctx: interp.Context | None = None  # one for the change, new only when inSegment() must see this round's moves
         for c in affected:  # in dependency order, so inSegment() sees this round's results
             if profile is None:
                 inside = False
             else:
-                ctx = interp.Context(profile=profile, events=events, now=when, segments=frozenset(inside_now))
+                if ctx is None or (c.segments and ctx.segments != inside_now):
+                    ctx = interp.Context(profile=profile, events=events, now=when, segments=frozenset(inside_now))
                 inside = bool(c.fn(ctx))
             prev = current.get(c.d.id)
             nxt = _transition(prev, inside, now)
@@ -539,7 +543,7 @@ class Streaming:
                 continue
             out.append((c.d.id, key, nxt[0], nxt[1]))
             if nxt[0] in ("realized", "exited"):
-                messages.append(_qualification(sandbox_id, c.d.id, key, ident, nxt[0], now))
+                messages.append(_qualification(sandbox_id, c.d.id, key, ident, nxt[0], at))
         # carried-over memberships of merged profiles that no re-evaluation touched
         for sid, (st, ms) in current.items():
             if sid not in {o[0] for o in out} and sid not in mem.get(key, {}):
@@ -551,13 +555,13 @@ class Streaming:
 
 def _load(conn: Connection, sandbox_id: str, key: int, *, need_events: bool,
           max_events: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    row = conn.execute(sa.select(t.profile_view.c.body).where(t.profile_view.c.sandbox_id == sandbox_id,
-                                                              t.profile_view.c.key == key)).first()
-    if row is None:
+    rows = fetch_rows(conn, raw_sql(conn, "SELECT body FROM profile_view WHERE sandbox_id = ? AND key = ?"),
+                      (sandbox_id, key))
+    if not rows:
         return None, []
     events = profiles.events_of_key(conn, key, graph=_graph_keyed(conn, sandbox_id),
                                     max_events=max_events) if need_events else []
-    return row.body, events
+    return json_column(rows[0][0]), events
 
 
 _KEYED: dict[str, tuple[float, bool]] = {}
@@ -631,7 +635,8 @@ def evaluate_batch(conn: Connection, sandbox_id: str, compiled: Compiled, *, now
     if emit and (entered or exited):
         changed = [(k, "realized") for k in entered] + [(k, "exited") for k in exited]
         idents = _identities_of(conn, [k for k, _ in changed])
-        outbox.add_many(conn, [_qualification(sandbox_id, compiled.d.id, k, idents.get(k, ("", str(k))), st, now)
+        at = _iso(now)
+        outbox.add_many(conn, [_qualification(sandbox_id, compiled.d.id, k, idents.get(k, ("", str(k))), st, at)
                                for k, st in changed], now_ms=now)
     counts = {"realized": 0, "existing": 0, "exited": 0}
     for st, n in conn.execute(sa.text("SELECT status, count(*) FROM segment_members WHERE segment_id = :s "
