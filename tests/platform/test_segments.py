@@ -175,6 +175,36 @@ def test_batch_jobs_segment_of_segments_preview_and_export(client, runtime):
     assert client.get(f"/segment/definitions/{gold['id']}/members", params={"status": "gone"}).status_code == 400
 
 
+def test_batch_runs_count_who_entered_and_left_with_and_without_events(client, runtime):
+    """A batch-only definition has its moves counted by the database; one that is also continuous
+    has them fetched, to send their qualification events. Both count the same."""
+    s = setup_profiles(client)
+    pdg_default(client)
+    for n, pts in enumerate([1, 6, 8, 9]):
+        put(client, s.crm, person(f"r{n}", T1, ids(Email=f"p{n}@x.io"), _wayline={"points": pts}))
+    runtime.backbone.run_until_idle()
+    batch_only = seg(client, '_wayline.points >= 5')
+    both = seg(client, '_wayline.points >= 5', continuous=True)
+    sandbox = client.get("/sandbox").json()["sandbox"]["id"]
+    ids_ = [batch_only["id"], both["id"]]
+
+    def run() -> list[tuple[int, int, int]]:
+        counts = runtime.segments.evaluate(sandbox_id=sandbox, segment_ids=ids_)["counts"]
+        return [(counts[i]["entered"], counts[i]["left"], counts[i]["profiles"]) for i in ids_]
+
+    assert run() == [(3, 0, 3), (3, 0, 3)]
+    put(client, s.crm, person("r1b", T2, ids(Email="p1@x.io"), _wayline={"points": 2}),
+        person("r3b", T2, ids(Email="p3@x.io"), _wayline={"points": 1}))
+    assert run() == [(0, 2, 1), (0, 2, 1)]  # no stream ran: the batch run moves both definitions
+    put(client, s.crm, person("r1c", T3, ids(Email="p1@x.io"), _wayline={"points": 7}))
+    assert run() == [(1, 0, 2), (1, 0, 2)]  # back in from exited
+    assert run() == [(0, 0, 2), (0, 0, 2)]
+    moves = [(x["status"], x["identity"]["id"]) for x in qualifications(runtime) if x["segmentId"] == both["id"]]
+    assert sorted(moves) == sorted([("realized", "p1@x.io"), ("realized", "p2@x.io"), ("realized", "p3@x.io"),
+                                    ("exited", "p1@x.io"), ("exited", "p3@x.io"), ("realized", "p1@x.io")])
+    assert not [x for x in qualifications(runtime) if x["segmentId"] == batch_only["id"]]
+
+
 def test_segments_cli_evaluates_with_progress(client, runtime, db_url, monkeypatch, tmp_path):
     from typer.testing import CliRunner
 

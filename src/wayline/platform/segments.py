@@ -621,17 +621,12 @@ def evaluate_batch(conn: Connection, sandbox_id: str, compiled: Compiled, *, now
         if keys:
             conn.execute(sa.text("INSERT INTO wl_qualifying (key) VALUES (:k)"), [{"k": k} for k in keys])
     args = {"s": compiled.d.id, "sb": sandbox_id, "now": now}
-    exited = conn.execute(sa.text(
-        "UPDATE segment_members SET status = 'exited', qualified_ms = :now WHERE segment_id = :s "
-        "AND status IN ('realized', 'existing') AND profile_key NOT IN (SELECT key FROM wl_qualifying) "
-        "RETURNING profile_key"), args).scalars().all()
+    # The keys that moved are fetched only when events go out for them; otherwise the database counts
+    # them (RETURNING and fetching half a million keys cost more than writing their rows).
+    exited = _moved(conn, _EXIT_SQL, (now, compiled.d.id), keys=emit)
     conn.execute(sa.text("UPDATE segment_members SET status = 'existing' WHERE segment_id = :s AND status = 'realized' "
                          "AND profile_key IN (SELECT key FROM wl_qualifying)"), args)
-    entered = conn.execute(sa.text(
-        "INSERT INTO segment_members (segment_id, profile_key, sandbox_id, status, qualified_ms) "
-        "SELECT :s, key, :sb, 'realized', :now FROM wl_qualifying WHERE true "
-        "ON CONFLICT (segment_id, profile_key) DO UPDATE SET status = 'realized', qualified_ms = :now "
-        "WHERE segment_members.status = 'exited' RETURNING profile_key"), args).scalars().all()
+    entered = _moved(conn, _ENTER_SQL, (compiled.d.id, sandbox_id, now, now), keys=emit)
     if emit and (entered or exited):
         changed = [(k, "realized") for k in entered] + [(k, "exited") for k in exited]
         idents = _identities_of(conn, [k for k, _ in changed])
@@ -642,12 +637,27 @@ def evaluate_batch(conn: Connection, sandbox_id: str, compiled: Compiled, *, now
     for st, n in conn.execute(sa.text("SELECT status, count(*) FROM segment_members WHERE segment_id = :s "
                                       "GROUP BY status"), args).all():
         counts[st] = n
-    counts["entered"] = len(entered)
-    counts["left"] = len(exited)
+    counts["entered"] = entered if isinstance(entered, int) else len(entered)
+    counts["left"] = exited if isinstance(exited, int) else len(exited)
     counts["profiles"] = counts["realized"] + counts["existing"]
     if pg:
         conn.exec_driver_sql("DELETE FROM wl_qualifying")
     return counts
+
+
+_EXIT_SQL = ("UPDATE segment_members SET status = 'exited', qualified_ms = ? WHERE segment_id = ? "
+             "AND status IN ('realized', 'existing') AND profile_key NOT IN (SELECT key FROM wl_qualifying)")
+_ENTER_SQL = ("INSERT INTO segment_members (segment_id, profile_key, sandbox_id, status, qualified_ms) "
+              "SELECT ?, key, ?, 'realized', ? FROM wl_qualifying WHERE true "
+              "ON CONFLICT (segment_id, profile_key) DO UPDATE SET status = 'realized', qualified_ms = ? "
+              "WHERE segment_members.status = 'exited'")
+
+
+def _moved(conn: Connection, sql: str, params: tuple[Any, ...], *, keys: bool) -> list[int] | int:
+    """Run a membership move: the profile keys it moved (`keys`), or how many."""
+    if keys:
+        return [k for (k,) in fetch_rows(conn, raw_sql(conn, sql + " RETURNING profile_key"), params)]
+    return conn.exec_driver_sql(raw_sql(conn, sql), params).rowcount
 
 
 def _evaluate_on_read(conn: Connection, sandbox_id: str, compiled: Compiled, eff: profiles.Effective,
