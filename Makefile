@@ -42,6 +42,14 @@ bench: venv
 	@mv bench/results/segments.json.tmp bench/results/segments.json
 	@cat bench/results/segments.json
 
+# The API fuzzed from its OpenAPI document (tests/test_api_fuzz.py), full size: 200 examples per operation,
+# on SQLite and PostgreSQL (WAYLINE_TEST_POSTGRES_URL, else a local server; skipped without one). FUZZ_ARGS
+# adds pytest options.
+FUZZ_ARGS ?=
+fuzz: venv
+	WAYLINE_FUZZ_EXAMPLES=$${WAYLINE_FUZZ_EXAMPLES:-200} WAYLINE_FUZZ_DATABASES=sqlite,postgres \
+		$(BIN)/python -m pytest -q tests/test_api_fuzz.py $(FUZZ_ARGS)
+
 # The crash harness, full size (docs/backbone.md): 25 rounds of SIGKILL on SQLite, and on PostgreSQL +
 # NATS when a server answers (WAYLINE_TEST_POSTGRES_URL, else 127.0.0.1:5432). One JSON object on stdout.
 chaos: venv

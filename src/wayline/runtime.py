@@ -26,7 +26,7 @@ from wayline.kernel import tenancy
 from wayline.kernel.backbone import Backbone
 from wayline.kernel.clock import Clock
 from wayline.kernel.store import Store
-from wayline.kernel.web import ORJSONResponse, RateLimiter, install_problem_handlers
+from wayline.kernel.web import ORJSONResponse, RateLimiter, document_problems, install_problem_handlers
 
 ROLES = ("platform", "journeys", "messaging")
 
@@ -177,6 +177,7 @@ def build_app(runtime: Runtime) -> FastAPI:
                   description="Customer data platform, journey orchestrator and real-time messaging.")
     app.state.runtime = runtime
     install_problem_handlers(app)
+    document_problems(app)
     app.include_router(kernel_api.router)
     if runtime.platform is not None:
         from wayline.platform import api as platform_api

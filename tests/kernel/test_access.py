@@ -100,6 +100,40 @@ def test_unknown_route_is_a_problem(client):
     assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
 
 
+def test_a_key_expiry_out_of_range_is_a_422_not_a_server_error(client):
+    # found by the API fuzzer: an integer past 64 bits reached the database
+    for bad in (-1895535813320602686586880, -1, 253_402_300_800_000):
+        r = client.post("/keys", json={"role": "read", "expiresMs": bad})
+        assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, (bad, r.text)
+        assert r.json()["errors"][0]["pointer"] == "/expiresMs"
+    assert client.post("/keys", json={"role": "read", "expiresMs": 253_402_300_799_999}).status_code == 201
+
+
+def test_a_method_the_path_does_not_serve_is_405_with_every_method_it_does(client):
+    r = client.request("OPTIONS", "/catalog/dataSets/ds_nope")  # three routes share the path
+    assert r.status_code == 405 and r.headers["content-type"] == PROBLEM
+    assert r.headers["allow"] == "DELETE, GET, PATCH"
+    # a literal segment is not taken for a numeric parameter of the path beside it
+    r = client.put("/datasets/ds_nope/failures/replay", json={})
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert client.get("/datasets/ds_nope/failures/12").status_code == 404
+
+
+def test_the_api_document_describes_errors_as_problems(client):
+    doc = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    assert doc["components"]["schemas"]["Problem"]["required"] == ["type", "title", "status"]
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            assert op["responses"]["default"]["content"] == problem, (method, path)
+            if "422" in op["responses"]:
+                assert op["responses"]["422"]["content"] == problem, (method, path)
+    answer = doc["paths"]["/audit"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer.get("type") == "object"  # documented by the route's return type, not as a string
+    assert "text/plain" in doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+
+
 def test_idempotency_key_replays_the_first_answer(client):
     h = {"Idempotency-Key": "create-dash-key"}
     first = client.post("/keys", json={"role": "read", "name": "dash"}, headers=h)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from wayline.kernel import metrics, tenancy
@@ -33,7 +33,7 @@ async def readyz(request: Request) -> Response:
     return json_response({"status": "ready"})
 
 
-@router.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+@router.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
 async def prometheus(request: Request) -> Response:
     import asyncio
 
@@ -48,10 +48,14 @@ async def whoami(p: Principal = Depends(principal)) -> dict[str, Any]:
             "tenantId": p.tenant_id}
 
 
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
 class KeyIn(BaseModel):
     role: Literal["admin", "ingest", "read"]
     name: str = Field("", max_length=200)
-    expiresMs: int | None = Field(None, description="epoch milliseconds after which the key stops working")
+    expiresMs: int | None = Field(None, ge=0, le=MAX_EPOCH_MS,
+                                  description="epoch milliseconds after which the key stops working")
 
 
 @router.post("/keys", tags=["access"], status_code=201, summary="Create an API key in the caller's sandbox")

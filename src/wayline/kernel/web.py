@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from wayline.kernel.problems import MEDIA_TYPE, FieldError, Problem, pointer
 from wayline.kernel.tenancy import UNAUTHORIZED, KeyVerifier, Principal
 
 
-class ORJSONResponse(Response):
+class ORJSONResponse(JSONResponse):
+    """JSON rendered by orjson. A JSONResponse, so that FastAPI documents each route's answer by its
+    return annotation (for any other response class it writes `{"type": "string"}`)."""
+
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
@@ -64,7 +69,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else ""
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no resource at {request.url.path}"
-        p = Problem(exc.status_code, slug, title, detail, headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only those of the first route matching it
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope)) or headers.get("Allow", "")
+        p = Problem(exc.status_code, slug, title, detail, headers=headers)
         return problem_response(p, request.url.path)
 
     @app.exception_handler(Exception)
@@ -74,6 +82,70 @@ def install_problem_handlers(app: FastAPI) -> None:
         structlog.get_logger("wayline.api").exception("unhandled error", path=request.url.path)
         p = Problem(500, "internal", "Internal error", "the server failed; the error is logged")
         return problem_response(p, request.url.path)
+
+
+def allowed_methods(app: FastAPI, scope: dict[str, Any]) -> list[str]:
+    """The methods some route of the app serves at this request's path (RFC 9110's Allow)."""
+    methods: set[str] = set()
+    for route in _flat(app.router.routes):
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
+def _flat(routes: list[Any]) -> Iterator[Any]:
+    """The routes of the app, those of included routers among them (this app includes its routers
+    without a prefix: each router's own prefix is in its routes' paths)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flat(inner.routes)
+        else:
+            yield route
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem", "type": "object", "required": ["type", "title", "status"],
+    "description": "RFC 9457 problem details. Validation problems list each failing field in `errors`.",
+    "properties": {
+        "type": {"type": "string", "description": "a URI naming the kind of problem"},
+        "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "the request path"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["pointer", "detail"],
+            "properties": {"pointer": {"type": "string", "description": "JSON pointer of the field, or "
+                                       "`query:`, `path:`, `header:` and the parameter"},
+                           "detail": {"type": "string"}, "expected": {"type": "string"}}}}},
+    "additionalProperties": True,
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """The OpenAPI document says what errors are: every operation answers them as problem+json
+    (FastAPI documents only its own 422, as application/json of another shape)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        problem = {"content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        for ops in schema.get("paths", {}).values():
+            for op in ops.values():
+                responses = op.setdefault("responses", {})
+                if "422" in responses:
+                    responses["422"] = {"description": "Invalid request: one entry in `errors` per failing field",
+                                        **problem}
+                responses["default"] = {"description": "An error, as RFC 9457 problem details", **problem}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def api_key_of(request: Request) -> str | None:

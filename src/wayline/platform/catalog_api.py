@@ -200,7 +200,7 @@ async def list_failures(dataset_id: str, request: Request, p: Principal = Depend
     return await request.app.state.runtime.store.read(q)
 
 
-@router.get("/datasets/{dataset_id}/failures/{failed_id}", summary="One failed record")
+@router.get("/datasets/{dataset_id}/failures/{failed_id:int}", summary="One failed record")
 async def get_failure(dataset_id: str, failed_id: int, request: Request, p: Principal = Depends(principal)) -> Any:
     p.require(*READ)
 
@@ -211,7 +211,7 @@ async def get_failure(dataset_id: str, failed_id: int, request: Request, p: Prin
     return await request.app.state.runtime.store.read(q)
 
 
-@router.put("/datasets/{dataset_id}/failures/{failed_id}", summary="Correct a failed record's body")
+@router.put("/datasets/{dataset_id}/failures/{failed_id:int}", summary="Correct a failed record's body")
 async def correct_failure(dataset_id: str, failed_id: int, request: Request,
                           p: Principal = Depends(principal)) -> Any:
     p.require("admin", "ingest")
@@ -226,7 +226,7 @@ async def correct_failure(dataset_id: str, failed_id: int, request: Request,
     return await request.app.state.runtime.store.write(unit)
 
 
-@router.delete("/datasets/{dataset_id}/failures/{failed_id}", summary="Discard a failed record (audited)")
+@router.delete("/datasets/{dataset_id}/failures/{failed_id:int}", summary="Discard a failed record (audited)")
 async def discard_failure(dataset_id: str, failed_id: int, request: Request,
                           p: Principal = Depends(principal)) -> Any:
     p.require("admin")
