@@ -109,6 +109,29 @@ def test_a_key_expiry_out_of_range_is_a_422_not_a_server_error(client):
     assert client.post("/keys", json={"role": "read", "expiresMs": 253_402_300_799_999}).status_code == 201
 
 
+def test_a_value_the_database_cannot_store_is_a_422_not_a_server_error(client, runtime):
+    # found by the API fuzzer on PostgreSQL, which stores no NUL in text: a key named "\u0000"
+    r = client.post("/keys", json={"role": "read", "name": "a\u0000b"})
+    if runtime.store.engine.dialect.name == "postgresql":
+        assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, r.text
+        assert r.json()["type"].endswith("/unstorable-value") and "NUL" in r.json()["detail"]
+    else:
+        assert r.status_code == 201, r.text  # SQLite stores it
+
+
+def test_a_json_body_with_a_nul_in_a_string_is_refused_with_its_pointer(client):
+    # handler-read bodies are checked before anything is stored, on every database alike
+    r = client.post("/identity/namespaces", content=b'{"code": "X\\u0000", "name": "n", "idType": "COOKIE"}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, r.text
+    assert r.json()["errors"] == [{"pointer": "/code", "detail": "remove the NUL character (\\u0000)",
+                                   "expected": "no-nul"}]
+    # an escaped backslash followed by "u0000" is no NUL
+    r = client.post("/identity/namespaces", content=b'{"code": "X\\\\u0000", "name": "n", "idType": "COOKIE"}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code != 422 or "NUL" not in r.text, r.text
+
+
 def test_a_method_the_path_does_not_serve_is_405_with_every_method_it_does(client):
     r = client.request("OPTIONS", "/catalog/dataSets/ds_nope")  # three routes share the path
     assert r.status_code == 405 and r.headers["content-type"] == PROBLEM

@@ -77,11 +77,21 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        import structlog
+        return problem_response(unexpected(exc, request.url.path), request.url.path)
 
-        structlog.get_logger("wayline.api").exception("unhandled error", path=request.url.path)
-        p = Problem(500, "internal", "Internal error", "the server failed; the error is logged")
-        return problem_response(p, request.url.path)
+
+def unexpected(exc: Exception, path: str) -> Problem:
+    """The problem an unexpected exception answers: a value the database refused to store is the
+    request's fault (422); anything else is logged and is a 500."""
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.DataError):
+        return Problem(422, "unstorable-value", "Value cannot be stored",
+                       f"the database refused a value of the request: {str(exc.orig).splitlines()[0]}")
+    import structlog
+
+    structlog.get_logger("wayline.api").exception("unhandled error", path=path)
+    return Problem(500, "internal", "Internal error", "the server failed; the error is logged")
 
 
 def allowed_methods(app: FastAPI, scope: dict[str, Any]) -> list[str]:
@@ -197,11 +207,48 @@ def parse_json(body: bytes) -> Any:
     if not body:
         raise Problem(400, "malformed-json", "Malformed JSON", "the request body is empty")
     try:
-        return orjson.loads(body)
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise Problem(400, "malformed-json", "Malformed JSON",
                       f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                       extra={"line": exc.lineno, "column": exc.colno}) from None
+    refuse_nul(body, doc)
+    return doc
+
+
+def refuse_nul(body: bytes, doc: Any = None) -> None:
+    """A 422 naming the first string of a JSON body that holds U+0000. PostgreSQL stores no NUL in
+    text or jsonb, so such a value would be refused half-way through storing it; it is refused up
+    front instead, on every database alike. Only a body whose bytes hold the escape is parsed."""
+    if b"\\u0000" not in body:
+        return
+    if doc is None:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return  # not JSON: whoever parses it says so
+    at = _nul_at(doc, [])
+    if at is not None:
+        raise Problem(422, "validation", "Invalid request", "U+0000 (NUL) cannot be stored in a string",
+                      [FieldError(pointer(at) or "/", "remove the NUL character (\\u0000)", "no-nul")])
+
+
+def _nul_at(v: Any, path: list[Any]) -> list[Any] | None:
+    if isinstance(v, str):
+        return path if "\x00" in v else None
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if "\x00" in k:
+                return [*path, k]
+            found = _nul_at(x, [*path, k])
+            if found is not None:
+                return found
+    elif isinstance(v, list):
+        for n, x in enumerate(v):
+            found = _nul_at(x, [*path, n])
+            if found is not None:
+                return found
+    return None
 
 
 def too_large(max_bytes: int) -> Problem:
@@ -267,12 +314,8 @@ class FastPath:
                         response = await handler(path[len(prefix):], Request(scope, receive))
                     except Problem as p:
                         response = problem_response(p, path)
-                    except Exception:
-                        import structlog
-
-                        structlog.get_logger("wayline.api").exception("unhandled error", path=path)
-                        response = problem_response(Problem(500, "internal", "Internal error",
-                                                            "the server failed; the error is logged"), path)
+                    except Exception as exc:  # noqa: BLE001 (answered as a problem, logged when a 500)
+                        response = problem_response(unexpected(exc, path), path)
                     await response(scope, receive, send)
                     return
         await self.app(scope, receive, send)
