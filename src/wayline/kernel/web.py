@@ -75,6 +75,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         p = Problem(exc.status_code, slug, title, detail, headers=headers)
         return problem_response(p, request.url.path)
 
+    import sqlalchemy.exc
+
+    @app.exception_handler(sqlalchemy.exc.DataError)  # its own handler: one for Exception is a 500 handler,
+    async def _unstorable(request: Request, exc: Exception) -> Response:  # after which Starlette re-raises
+        return problem_response(unexpected(exc, request.url.path), request.url.path)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         return problem_response(unexpected(exc, request.url.path), request.url.path)
