@@ -437,19 +437,21 @@ def test_profile_changes_are_ordered_per_identity_by_keys_that_sort_by_first_sig
     assert tail == [(f"{sandbox}|{phone:015d}|Phone|+7", 2, ["unlink"]), (f"{sandbox}|{amy:015d}|Email|amy@x.io", 3, ["delete"])]
 
 
-def test_records_with_a_nul_in_a_string_are_refused_before_anything_is_stored(client):
-    # PostgreSQL stores no NUL in jsonb; the whole request is refused up front, on both databases
+def test_a_record_with_a_nul_is_kept_as_failed_and_the_rest_of_the_request_stored(client):
+    # PostgreSQL stores no NUL in jsonb: such a record becomes a failed record of its own (escaped),
+    # on both databases, small requests and ones large enough for a prepare worker alike
     s = setup_profiles(client)
-    r = client.post(f"/datasets/{s.crm}/records", json=[
-        person("ok", "2026-01-01T00:00:00Z", ids(Email="nul@x.io")),
-        person("bad", "2026-01-01T00:00:00Z", ids(Email="nul2@x.io"), person={"name": {"firstName": "A\u0000"}})])
-    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
-    assert r.json()["errors"][0]["pointer"] == "/1/person/name/firstName"
-    assert client.get("/profiles", params={"entityIdNS": "Email", "entityId": "nul@x.io"}).status_code == 404
-    # an array large enough to be decided in a prepare worker is refused up front too
-    many = [person(f"r{n}", "2026-01-01T00:00:00Z", ids(Email=f"m{n}@x.io"), person={"name": {"lastName": "x" * 300}})
-            for n in range(200)]
-    many[150]["person"]["name"]["firstName"] = "\u0000"
-    r = client.post(f"/datasets/{s.crm}/records", json=many)
-    assert r.status_code == 422 and r.json()["errors"][0]["pointer"] == "/150/person/name/firstName", r.text
-    assert client.get("/profiles", params={"entityIdNS": "Email", "entityId": "m0@x.io"}).status_code == 404
+    for n in (2, 200):
+        records = [person(f"r{n}-{i}", "2026-01-01T00:00:00Z", ids(Email=f"m{n}-{i}@x.io"),
+                          person={"name": {"lastName": "x" * 300}}) for i in range(n)]
+        records[1]["person"]["name"]["firstName"] = "A\u0000"
+        r = client.post(f"/datasets/{s.crm}/records", json=records)
+        assert r.status_code == 207, r.text
+        body = r.json()
+        assert (body["accepted"], body["failed"]) == (n - 1, 1), r.text
+        assert body["results"][1]["validation"] == "failed", r.text
+        assert body["results"][1]["violations"][0]["keyword"] == "storage", r.text
+        assert profile(client, "Email", f"m{n}-0@x.io").status_code == 200
+        assert profile(client, "Email", f"m{n}-1@x.io").status_code == 404
+    failed = client.get(f"/datasets/{s.crm}/failures").json()["items"]
+    assert len(failed) == 2 and all("u0000" in f["raw"] for f in failed)

@@ -187,9 +187,10 @@ async def principal(request: Request) -> Principal:
     return p
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """The request body as JSON, with 415 / 413 / 400 problems for the wrong type, size or syntax."""
-    return parse_json(await read_body(request, max_bytes))
+async def read_json(request: Request, max_bytes: int, *, records: bool = False) -> Any:
+    """The request body as JSON, with 415 / 413 / 400 problems for the wrong type, size or syntax
+    (`records`: see `parse_json`)."""
+    return parse_json(await read_body(request, max_bytes), records=records)
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -209,7 +210,10 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return bytes(body)
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes, *, records: bool = False) -> Any:
+    """The body as JSON; a string holding U+0000 is refused (`refuse_nul`) unless the body carries
+    `records`: ingestion keeps such a record as a failed record of its own (`ingestion`), so that the
+    rest of the request is stored."""
     if not body:
         raise Problem(400, "malformed-json", "Malformed JSON", "the request body is empty")
     try:
@@ -218,7 +222,8 @@ def parse_json(body: bytes) -> Any:
         raise Problem(400, "malformed-json", "Malformed JSON",
                       f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                       extra={"line": exc.lineno, "column": exc.colno}) from None
-    refuse_nul(body, doc)
+    if not records:
+        refuse_nul(body, doc)
     return doc
 
 

@@ -129,7 +129,7 @@ async def post_records(dataset_id: str, request: Request, p: Principal = Depends
             raise too_many_messages(len(decided), cap)
         rt.ingest_limiter.take(p.sandbox_id, max(1, len(decided)))
     else:
-        body = parse_json(raw)
+        body = parse_json(raw, records=True)
         is_list = isinstance(body, list)
         records = body if is_list else [body]
         if len(records) > cap:
@@ -216,7 +216,7 @@ async def correct_failure(dataset_id: str, failed_id: int, request: Request,
                           p: Principal = Depends(principal)) -> Any:
     p.require("admin", "ingest")
     svc = _svc(request)
-    record = await read_json(request, svc.limits.max_request_bytes)
+    record = await read_json(request, svc.limits.max_request_bytes)  # a correction that keeps a NUL is refused
 
     def unit(c: sa.Connection) -> dict[str, Any]:
         ds.get_dataset(c, p.sandbox_id, dataset_id)

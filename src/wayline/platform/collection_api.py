@@ -79,7 +79,7 @@ async def collect_batch(inlet_id: str, request: Request) -> Any:
     syncValidation = _sync_validation(request)
     rt = request.app.state.runtime
     svc = rt.platform
-    body = await read_json(request, svc.limits.max_request_bytes)
+    body = await read_json(request, svc.limits.max_request_bytes, records=True)
     messages = body.get("messages") if isinstance(body, dict) else None
     if not isinstance(messages, list):
         raise Problem(400, "bad-message", "Invalid batch", 'a batch is {"messages": [...]}',
@@ -124,7 +124,7 @@ async def collect(inlet_id: str, request: Request) -> Any:
     syncValidation = _sync_validation(request)
     rt = request.app.state.runtime
     svc = rt.platform
-    message = await read_json(request, svc.limits.max_request_bytes)
+    message = await read_json(request, svc.limits.max_request_bytes, records=True)
     rt.ingest_limiter.take(p.sandbox_id, 1)
     inlet = svc.inlet(p.sandbox_id, inlet_id)
     prepared = svc.prepare_message(p.sandbox_id, inlet, message)

@@ -182,7 +182,7 @@ def records_of(payload: bytes) -> list[Any]:
     """The records of a JSON array, or a 400 problem."""
     from wayline.kernel.web import parse_json
 
-    records = parse_json(payload)
+    records = parse_json(payload, records=True)
     if not isinstance(records, list):
         raise Problem(400, "bad-message", "Invalid records", "the records are a JSON array",
                       [FieldError("/", "expected an array of records", "array")])
