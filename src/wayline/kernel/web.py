@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -75,8 +76,6 @@ def install_problem_handlers(app: FastAPI) -> None:
         p = Problem(exc.status_code, slug, title, detail, headers=headers)
         return problem_response(p, request.url.path)
 
-    import sqlalchemy.exc
-
     @app.exception_handler(sqlalchemy.exc.DataError)  # its own handler: one for Exception is a 500 handler,
     async def _unstorable(request: Request, exc: Exception) -> Response:  # after which Starlette re-raises
         return problem_response(unexpected(exc, request.url.path), request.url.path)
@@ -89,8 +88,6 @@ def install_problem_handlers(app: FastAPI) -> None:
 def unexpected(exc: Exception, path: str) -> Problem:
     """The problem an unexpected exception answers: a value the database refused to store is the
     request's fault (422); anything else is logged and is a 500."""
-    import sqlalchemy.exc
-
     if isinstance(exc, sqlalchemy.exc.DataError):
         return Problem(422, "unstorable-value", "Value cannot be stored",
                        f"the database refused a value of the request: {str(exc.orig).splitlines()[0]}")
@@ -227,17 +224,12 @@ def parse_json(body: bytes, *, records: bool = False) -> Any:
     return doc
 
 
-def refuse_nul(body: bytes, doc: Any = None) -> None:
-    """A 422 naming the first string of a JSON body that holds U+0000. PostgreSQL stores no NUL in
-    text or jsonb, so such a value would be refused half-way through storing it; it is refused up
-    front instead, on every database alike. Only a body whose bytes hold the escape is parsed."""
+def refuse_nul(body: bytes, doc: Any) -> None:
+    """A 422 naming the first string of a parsed JSON body that holds U+0000. PostgreSQL stores no NUL
+    in text or jsonb, so such a value would be refused half-way through storing it; it is refused up
+    front instead, on every database alike. Only a body whose bytes hold the escape is walked."""
     if b"\\u0000" not in body:
         return
-    if doc is None:
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return  # not JSON: whoever parses it says so
     at = _nul_at(doc, [])
     if at is not None:
         raise Problem(422, "validation", "Invalid request", "U+0000 (NUL) cannot be stored in a string",
