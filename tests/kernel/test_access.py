@@ -134,10 +134,25 @@ def test_a_json_body_with_a_nul_in_a_string_is_refused_with_its_pointer(client):
     assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, r.text
     assert r.json()["errors"] == [{"pointer": "/code", "detail": "remove the NUL character (\\u0000)",
                                    "expected": "no-nul"}]
+    # deep nesting is walked without recursion
+    deep = b'{"code": ' + b"[" * 1000 + b'"\\u0000"' + b"]" * 1000 + b"}"
+    r = client.post("/identity/namespaces", content=deep, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["errors"][0]["pointer"].startswith("/code/0/0/0"), r.text[:300]
     # an escaped backslash followed by "u0000" is no NUL
     r = client.post("/identity/namespaces", content=b'{"code": "X\\\\u0000", "name": "n", "idType": "COOKIE"}',
                     headers={"content-type": "application/json"})
     assert r.status_code != 422 or "NUL" not in r.text, r.text
+
+
+def test_row_ids_past_64_bits_are_a_422_not_a_server_error(app, runtime):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, raise_server_exceptions=True) as client:
+        client.headers["Authorization"] = f"Bearer {runtime.admin_key}"
+        huge = 2**70
+        for r in (client.get(f"/datasets/ds_x/failures/{huge}"), client.delete(f"/datasets/ds_x/failures/{huge}"),
+                  client.post("/datasets/ds_x/failures/replay", json={"ids": [huge]})):
+            assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, r.text
 
 
 def test_a_method_the_path_does_not_serve_is_405_with_every_method_it_does(client):

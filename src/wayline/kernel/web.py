@@ -88,11 +88,13 @@ def install_problem_handlers(app: FastAPI) -> None:
 def unexpected(exc: Exception, path: str) -> Problem:
     """The problem an unexpected exception answers: a value the database refused to store is the
     request's fault (422); anything else is logged and is a 500."""
-    if isinstance(exc, sqlalchemy.exc.DataError):
-        return Problem(422, "unstorable-value", "Value cannot be stored",
-                       f"the database refused a value of the request: {str(exc.orig).splitlines()[0]}")
     import structlog
 
+    if isinstance(exc, sqlalchemy.exc.DataError):
+        reason = str(exc.orig).splitlines()[0]
+        structlog.get_logger("wayline.api").warning("value refused by the database", path=path, reason=reason)
+        return Problem(422, "unstorable-value", "Value cannot be stored",
+                       f"the database refused a value of the request: {reason}")
     structlog.get_logger("wayline.api").exception("unhandled error", path=path)
     return Problem(500, "internal", "Internal error", "the server failed; the error is logged")
 
@@ -236,21 +238,22 @@ def refuse_nul(body: bytes, doc: Any) -> None:
                       [FieldError(pointer(at) or "/", "remove the NUL character (\\u0000)", "no-nul")])
 
 
-def _nul_at(v: Any, path: list[Any]) -> list[Any] | None:
-    if isinstance(v, str):
-        return path if "\x00" in v else None
-    if isinstance(v, dict):
-        for k, x in v.items():
-            if "\x00" in k:
-                return [*path, k]
-            found = _nul_at(x, [*path, k])
-            if found is not None:
-                return found
-    elif isinstance(v, list):
-        for n, x in enumerate(v):
-            found = _nul_at(x, [*path, n])
-            if found is not None:
-                return found
+def _nul_at(doc: Any, path: list[Any]) -> list[Any] | None:
+    """The path of the first string (or key) holding U+0000, depth first; a loop, not recursion, as
+    JSON nests up to orjson's 1,024 levels."""
+    stack: list[tuple[Any, list[Any]]] = [(doc, path)]
+    while stack:
+        v, at = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                return at
+        elif isinstance(v, dict):
+            for k in v:
+                if "\x00" in k:
+                    return [*at, k]
+            stack.extend((x, [*at, k]) for k, x in reversed(v.items()))
+        elif isinstance(v, list):
+            stack.extend((x, [*at, n]) for n, x in reversed(list(enumerate(v))))
     return None
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from wayline.kernel.paging import page
@@ -17,6 +17,8 @@ from wayline.platform import failures, tables
 from wayline.platform.ingestion import too_many_messages, violations_problem
 
 router = APIRouter(tags=["datasets"])
+ROW_ID_MAX = 2**63 - 1  # the largest id a database row has: a larger one names nothing (and overflows SQLite)
+FailedId = Annotated[int, Path(ge=1, le=ROW_ID_MAX, description="the failed record's id")]
 READ = ("admin", "read")
 
 
@@ -201,7 +203,7 @@ async def list_failures(dataset_id: str, request: Request, p: Principal = Depend
 
 
 @router.get("/datasets/{dataset_id}/failures/{failed_id:int}", summary="One failed record")
-async def get_failure(dataset_id: str, failed_id: int, request: Request, p: Principal = Depends(principal)) -> Any:
+async def get_failure(dataset_id: str, failed_id: FailedId, request: Request, p: Principal = Depends(principal)) -> Any:
     p.require(*READ)
 
     def q(c: sa.Connection) -> dict[str, Any]:
@@ -212,7 +214,7 @@ async def get_failure(dataset_id: str, failed_id: int, request: Request, p: Prin
 
 
 @router.put("/datasets/{dataset_id}/failures/{failed_id:int}", summary="Correct a failed record's body")
-async def correct_failure(dataset_id: str, failed_id: int, request: Request,
+async def correct_failure(dataset_id: str, failed_id: FailedId, request: Request,
                           p: Principal = Depends(principal)) -> Any:
     p.require("admin", "ingest")
     svc = _svc(request)
@@ -227,7 +229,7 @@ async def correct_failure(dataset_id: str, failed_id: int, request: Request,
 
 
 @router.delete("/datasets/{dataset_id}/failures/{failed_id:int}", summary="Discard a failed record (audited)")
-async def discard_failure(dataset_id: str, failed_id: int, request: Request,
+async def discard_failure(dataset_id: str, failed_id: FailedId, request: Request,
                           p: Principal = Depends(principal)) -> Any:
     p.require("admin")
 
@@ -241,7 +243,8 @@ async def discard_failure(dataset_id: str, failed_id: int, request: Request,
 
 class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: list[int] | None = Field(None, description="failed record ids; all waiting ones when absent")
+    ids: list[Annotated[int, Field(ge=1, le=ROW_ID_MAX)]] | None = Field(
+        None, description="failed record ids; all waiting ones when absent")
     batchId: str | None = None
 
 

@@ -6,11 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DataError
 
 from wayline.kernel.problems import FieldError, Problem
 from wayline.kernel.store import now_ms
 from wayline.kernel.tenancy import Principal
-from wayline.kernel.web import json_response, principal, read_json
+from wayline.kernel.web import json_response, principal, read_json, unexpected
 from wayline.platform import datasets as ds
 from wayline.platform.ingestion import new_xaction_id, too_many_messages, violations_problem
 
@@ -98,7 +99,8 @@ async def collect_batch(inlet_id: str, request: Request) -> Any:
                                                 xaction_id=xid))
             slots.append(i)
             responses.append({"xactionId": xid})
-        except Problem as exc:
+        except (Problem, DataError) as caught:  # a header the database cannot look up (a NUL) fails its message
+            exc = caught if isinstance(caught, Problem) else unexpected(caught, request.url.path)
             item: dict[str, Any] = {"xactionId": xid, "status": exc.status, "title": exc.title,
                                     "detail": exc.detail}
             if exc.errors:

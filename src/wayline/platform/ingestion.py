@@ -154,15 +154,18 @@ def prepare(dataset: Dataset, compiled: Any, entity: Any, limits: Limits, *, xac
             kind = "experience event" if time_series else "record"
             raise Problem(413, "record-too-large", "Record too large",
                           f"the {kind} is {size} bytes; the limit is {cap} bytes")
-    if not isinstance(entity, dict):
-        v = [{"pointerToViolation": "", "schemaLocation": "#", "keyword": "type",
-              "message": raw_error(raw) if entity is None else "a record is a JSON object"}]
-        return Prepared(dataset, xaction_id, entity, False, v, batch_id=batch_id, raw=raw)
-    if b"\\u0000" in blob:
-        # PostgreSQL cannot store NUL in JSON or text: keep the record as its escaped JSON text.
+    if entity is not None and b"\\u0000" in blob:
+        # PostgreSQL cannot store NUL in JSON or text: keep the record (an object or not) as its escaped
+        # JSON text.
         v = [{"pointerToViolation": "", "schemaLocation": "#", "keyword": "storage",
               "message": "the record contains a NUL character (\\u0000), which cannot be stored as JSON"}]
         return Prepared(dataset, xaction_id, None, False, v, batch_id=batch_id, raw=blob.decode())
+    if not isinstance(entity, dict):
+        v = [{"pointerToViolation": "", "schemaLocation": "#", "keyword": "type",
+              "message": raw_error(raw) if entity is None else "a record is a JSON object"}]
+        if raw is not None and "\x00" in raw:  # unparsed text kept as it came, but for what no database stores
+            raw = raw.replace("\x00", "\ufffd")
+        return Prepared(dataset, xaction_id, entity, False, v, batch_id=batch_id, raw=raw)
     violations = compiled.validate(entity)
     rid = entity.get("_id")
     rid = rid if isinstance(rid, str) and rid else None
