@@ -175,6 +175,17 @@ def client(app, runtime):
 
 
 @pytest.fixture
+def strict_client(app, runtime):
+    """`client`, but one that re-raises what the server raised: for tests that an answer is not a
+    500 handler's (Starlette re-raises after those, so a plain client would see the answer only)."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, raise_server_exceptions=True) as c:
+        c.headers["Authorization"] = f"Bearer {runtime.admin_key}"
+        yield c
+
+
+@pytest.fixture
 def other_sandbox_key(runtime) -> str:
     """An admin key of a second sandbox, `dev`, for isolation tests."""
     from wayline.kernel import tenancy

@@ -253,26 +253,23 @@ def test_records_the_database_cannot_hold_are_kept_as_failed_not_500(client, dat
     assert by_kw["maxLength"]["record"]["_id"] == "x" * 600
 
 
-def test_a_nul_in_a_record_that_is_no_object_or_in_a_header_fails_its_message_only(app, runtime, dataset, inlet,
+def test_a_nul_in_a_record_that_is_no_object_or_in_a_header_fails_its_message_only(strict_client, dataset, inlet,
                                                                                   event_schema):
-    # a client that re-raises what the server raised: no DataError may escape (PostgreSQL stores no NUL)
-    from fastapi.testclient import TestClient
-
-    with TestClient(app, raise_server_exceptions=True) as client:
-        client.headers["Authorization"] = f"Bearer {runtime.admin_key}"
-        ok = message(event_schema, dataset["id"], event(40))
-        bad_header = message(event_schema, dataset["id"] + "\u0000", event(41))
-        not_an_object = message(event_schema, dataset["id"], "just a string \u0000")
-        r = client.post(f"/collection/batch/{inlet['id']}", json={"messages": [ok, bad_header, not_an_object]})
-        assert r.status_code == 207, r.text
-        out = r.json()["responses"]
-        assert out[0]["status"] == 200 and "validation" not in out[0], out
-        assert out[1]["status"] in (404, 422), out  # SQLite finds no such dataset; PostgreSQL cannot look it up
-        assert out[2]["status"] == 400, out  # the envelope wants an object: refused before storing
-        r = client.post(f"/datasets/{dataset['id']}/records", json=[event(42), ["a list \u0000"]])
-        assert r.status_code == 207 and r.json()["accepted"] == 1 and r.json()["failed"] == 1, r.text
-        failed = client.get(f"/datasets/{dataset['id']}/failures").json()["items"]
-        assert sum("u0000" in (f.get("raw") or "") for f in failed) == 1, failed
+    # no DataError may escape the server (PostgreSQL stores no NUL): strict_client re-raises it
+    client = strict_client
+    ok = message(event_schema, dataset["id"], event(40))
+    bad_header = message(event_schema, dataset["id"] + "\u0000", event(41))
+    not_an_object = message(event_schema, dataset["id"], "just a string \u0000")
+    r = client.post(f"/collection/batch/{inlet['id']}", json={"messages": [ok, bad_header, not_an_object]})
+    assert r.status_code == 207, r.text
+    out = r.json()["responses"]
+    assert out[0]["status"] == 200 and "validation" not in out[0], out
+    assert out[1]["status"] in (404, 422), out  # SQLite finds no such dataset; PostgreSQL cannot look it up
+    assert out[2]["status"] == 400, out  # the envelope wants an object: refused before storing
+    r = client.post(f"/datasets/{dataset['id']}/records", json=[event(42), ["a list \u0000"]])
+    assert r.status_code == 207 and r.json()["accepted"] == 1 and r.json()["failed"] == 1, r.text
+    failed = client.get(f"/datasets/{dataset['id']}/failures").json()["items"]
+    assert sum("u0000" in (f.get("raw") or "") for f in failed) == 1, failed
 
 
 def test_the_fast_path_and_the_routed_path_answer_alike(client, dataset, inlet, event_schema):
